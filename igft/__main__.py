@@ -1,0 +1,5 @@
+import sys
+
+from igft.cli import main
+
+sys.exit(main())
