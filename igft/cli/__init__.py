@@ -14,7 +14,8 @@ from igft import __version__
 from igft.errors import IgftError
 
 COMMAND_MODULES = [
-    "igft.cli.label",      # igft label, igft evaluate
+    "igft.cli.label",      # igft label
+    "igft.cli.evaluate",   # igft evaluate
     "igft.cli.optimize",   # igft optimize, igft paper-runs, igft hyperband-schedule
     "igft.cli.finetune",   # igft finetune, igft generate, igft score
     "igft.cli.classify",   # igft classify ...
