@@ -1,0 +1,169 @@
+"""Compare igft's labelers on conversation CSVs with gold intents: one table per dataset.
+
+    python benchmarks/labelers.py                       # igft's toy data + the paper's toy data if present
+    python benchmarks/labelers.py --data my.csv --lm openai:gpt-4o --lm-mode record
+
+Rows: GIFA replayed from its recorded cassette (`igft label --mode replay`, where one exists for the
+data), the paper's own recorded GPT-4o GIFA runs (paper data only, read from their history.csv),
+the embedding labeler with the oracle number of intents (KMeans and agglomerative), with automatic k
+(igft's default: the labeler never sees the gold count), HDBSCAN, the issue's fixed-threshold reference
+(plain text, cosine 0.3), and the hybrid labeler. Columns: AMI, NCA, AMI x NCA, ARI, Hungarian ACC,
+intents predicted vs gold, LLM calls, wall seconds.
+
+How the defaults were chosen: see `python benchmarks/labelers.py --sweep` (a grid of the embedding
+labeler's options on igft's OWN data: the toy CSV and igft.synthetic datasets); the defaults in
+igft.discover.embedding.EmbeddingLabelerConfig come from that sweep, never from the paper's data.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np
+import pandas as pd
+
+from igft.data import Dataset, load_conversations
+from igft.discover import label_with
+from igft.resources import simulated_runs_dir, toy_conversations_path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PAPER_TOY = REPO_ROOT.parent / "shared" / "external" / "paper_runs" / "toy_conversations.csv"
+PAPER_RUNS = ("rpo_toy", "gpo_toy", "see_toy")
+COLUMNS = ["labeler", "AMI", "NCA", "AMI_x_NCA", "ARI", "ACC", "intents", "gold", "calls", "seconds"]
+
+
+def score(dataset: Dataset, labels: dict, name: str, calls: int, seconds: float) -> dict:
+    from igft.metrics import evaluate_labels
+
+    report = evaluate_labels(dataset, labels).to_dict()
+    return {"labeler": name, "AMI": report["AMI"], "NCA": report["NCA"], "AMI_x_NCA": report["AMI_x_NCA"],
+            "ARI": report["ARI"], "ACC": report["accuracy_hungarian"], "intents": report["n_pred_intents"],
+            "gold": report["n_gold_intents"], "calls": calls, "seconds": round(seconds, 2)}
+
+
+def run_discovery(dataset: Dataset, name: str, label: str, embedder, lm=None, **options) -> dict:
+    start = time.perf_counter()
+    result = label_with(name, dataset, embedder=embedder, lm=lm, seed=0, **options)
+    return score(dataset, result.labels, label, result.stats.get("calls", 0), time.perf_counter() - start)
+
+
+def gifa_replay_row(data: Path, dataset: Dataset) -> dict | None:
+    """GIFA through `igft label --mode replay` when igft ships a recording for this data; else None."""
+    gifa_dir = simulated_runs_dir() / "gifa"
+    if not gifa_dir.is_dir():
+        return None
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "igft", "label", "--data", str(data), "--mode", "replay",
+                               "--out", out], capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            print(f"  (GIFA replay unavailable for {data.name}: {proc.stderr.strip().splitlines()[-1:]})")
+            return None
+        labels_frame = load_conversations(Path(out) / "labels.csv")
+        stats = json.loads((Path(out) / "stats.json").read_text())
+    labels = {m.key: m.intent for m in labels_frame.messages}
+    return score(dataset, labels, "gifa (igft cassette replay)", stats.get("calls", 0), seconds)
+
+
+def paper_gifa_rows(data: Path) -> list[dict]:
+    """The paper's own GPT-4o GIFA figures, as recorded in its published runs (seed and best prompt)."""
+    rows = []
+    if data.resolve() != PAPER_TOY.resolve():
+        return rows
+    for run in PAPER_RUNS:
+        path = PAPER_TOY.parent / run / "history.csv"
+        if not path.exists():
+            continue
+        hist = pd.read_csv(path)
+        for tag, row in (("seed", hist.iloc[0]), ("best", hist.loc[hist["ami_x_nca"].idxmax()])):
+            predicted = str(row["predicted_clusters"]).strip("[]").split()
+            rows.append({"labeler": f"paper GIFA gpt-4o {run} {tag} (recorded)", "AMI": row["score_ami"],
+                         "NCA": row["score_nca"], "AMI_x_NCA": row["ami_x_nca"], "ARI": np.nan, "ACC": np.nan,
+                         "intents": len(set(predicted)), "gold": np.nan, "calls": np.nan, "seconds": np.nan})
+    return rows
+
+
+def benchmark(data: Path, args: argparse.Namespace) -> pd.DataFrame:
+    from igft.llm.factory import build_embedder, build_lm
+
+    dataset = load_conversations(data)
+    if not dataset.has_gold:
+        raise SystemExit(f"{data} has no gold intents in every row; the comparison needs an `intent` column")
+    k = len({m.intent for m in dataset.messages})
+    embedder = build_embedder(args.embedder)
+    rows = paper_gifa_rows(data)
+    gifa = gifa_replay_row(data, dataset)
+    if gifa:
+        rows.append(gifa)
+    rows.append(run_discovery(dataset, "embeddings", "embeddings kmeans, oracle k", embedder, method="kmeans",
+                              n_clusters=k))
+    rows.append(run_discovery(dataset, "embeddings", "embeddings agglomerative, oracle k", embedder, n_clusters=k))
+    rows.append(run_discovery(dataset, "embeddings", "embeddings auto k (igft default)", embedder))
+    rows.append(run_discovery(dataset, "embeddings", "embeddings hdbscan", embedder, method="hdbscan"))
+    rows.append(run_discovery(dataset, "embeddings", "embeddings fixed 0.3, text only (issue's reference)", embedder,
+                              threshold=0.3, split_roles=False, context="none"))
+    if args.lm != "none":
+        cassette = args.cassette or (simulated_runs_dir() / "discover" / f"hybrid_{data.stem}_{args.lm.replace(':', '_')}.jsonl")
+        Path(cassette).parent.mkdir(parents=True, exist_ok=True)
+        lm = build_lm(args.lm, mode=args.lm_mode, cassette=None if args.lm_mode == "live" else cassette)
+        row = run_discovery(dataset, "hybrid", f"hybrid ({args.lm}, {args.lm_mode})", embedder, lm=lm)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def sweep(datasets: dict[str, Dataset], embedder_spec: str) -> pd.DataFrame:
+    """The grid the defaults were chosen from (igft's own data only)."""
+    from igft.llm.factory import build_embedder
+
+    embedder = build_embedder(embedder_spec)
+    rows = []
+    grid = {"context": ["none", "role", "previous", "role+previous"], "split_roles": [False, True]}
+    for name, dataset in datasets.items():
+        for values in itertools.product(*grid.values()):
+            options = dict(zip(grid, values))
+            row = run_discovery(dataset, "embeddings", f"{name} {options}", embedder, **options)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", action="append", type=Path,
+                        help="conversation CSV with gold intents (repeatable); default: igft's toy data and the paper's when present")
+    parser.add_argument("--embedder", default="local:minilm", help="embedder spec (default local:minilm)")
+    parser.add_argument("--lm", default="local:smollm2", help="LLM spec for the hybrid labeler, or 'none' to skip it")
+    parser.add_argument("--lm-mode", default="record", choices=["live", "record", "replay"])
+    parser.add_argument("--cassette", type=Path, help="hybrid cassette (default simulated_runs/discover/hybrid_<data>_<lm>.jsonl)")
+    parser.add_argument("--sweep", action="store_true", help="print the option grid on igft's own data that chose the defaults")
+    args = parser.parse_args(argv)
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_colwidth", 60)
+    if args.sweep:
+        from igft.synthetic import synthetic_dataset
+
+        datasets = {"igft-toy": load_conversations(toy_conversations_path())}
+        for seed in (0, 1):
+            datasets[f"synthetic-{seed}"] = synthetic_dataset(240, 60, seed)
+        print(sweep(datasets, args.embedder).round(3).to_string(index=False))
+        return 0
+    paths = args.data or [toy_conversations_path()] + ([PAPER_TOY] if PAPER_TOY.exists() else [])
+    for path in paths:
+        print(f"\n== {path} ==")
+        table = benchmark(Path(path), args)
+        print(table.round(3).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

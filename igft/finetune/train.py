@@ -1,0 +1,233 @@
+"""LoRA / QLoRA supervised fine-tuning with TRL's SFTTrainer, loss on assistant tokens only.
+
+`train(config)` writes into `config.output_dir`:
+  adapter/           the PEFT adapter + the tokenizer (with the training chat template) + igft.json
+  config.yaml        the resolved config
+  data_stats.json    sample/token counts and every over-length sample (see sft_data)
+  train.jsonl, validation.jsonl   the SFT samples
+  train_log.jsonl    one line per logged step (loss, lr, eval_loss ...), appended across resumes
+  loss.png           training and validation loss curves
+  checkpoints/       Trainer checkpoints; rerunning the same command resumes from the last one
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from igft.data import Dataset, load_conversations
+from igft.errors import IgftError
+from igft.finetune.chat_template import prepare_tokenizer
+from igft.finetune.config import FinetuneConfig
+from igft.finetune.model_loading import load_causal_lm, make_lora_config
+from igft.finetune.sft_data import build_sft_data, to_hf_dataset, write_jsonl
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_META = "igft.json"
+
+
+class TrainingError(IgftError):
+    """Fine-tuning cannot start (no samples, bad data)."""
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    adapter_dir: Path
+    log: list[dict[str, Any]]
+    data_stats: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+def load_training_dataset(config: FinetuneConfig) -> Dataset:
+    """The configured conversations, or the toy conversations with gold intents."""
+    if config.data:
+        dataset = load_conversations(config.data)
+    else:
+        from igft.resources import toy_conversations_path
+        path = toy_conversations_path()
+        if not path.exists():
+            raise TrainingError(f"no --data given and the toy conversations {path} are missing; pass --data CSV")
+        dataset = load_conversations(path)
+    if config.max_conversations:
+        dataset = dataset.head(config.max_conversations)
+    return dataset
+
+
+def _log_callback(path: Path) -> Any:
+    from transformers import TrainerCallback
+
+    class JsonlLog(TrainerCallback):
+        """Append every Trainer log record (train loss per step, eval loss) to train_log.jsonl."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102 - Trainer hook
+            if not state.is_world_process_zero or not logs:
+                return
+            record = {"step": state.global_step, "epoch": state.epoch,
+                      **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    return JsonlLog()
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """train_log.jsonl records; after a resume, the latest record of each (step, kind) wins."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    latest: dict[tuple, dict] = {}
+    for r in records:
+        kind = "eval" if "eval_loss" in r else ("train" if "loss" in r else "summary")
+        latest[(r["step"], kind)] = r
+    return sorted(latest.values(), key=lambda r: (r["step"], "eval_loss" in r))
+
+
+def plot_loss(log: list[dict[str, Any]], path: str | Path) -> Path:
+    """loss.png: training loss per step and validation loss at each evaluation."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    train = [(r["step"], r["loss"]) for r in log if "loss" in r]
+    evals = [(r["step"], r["eval_loss"]) for r in log if "eval_loss" in r]
+    if train:
+        ax.plot(*zip(*train), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals), marker="o", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (assistant tokens)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def sft_config(config: FinetuneConfig, checkpoint_dir: Path, has_eval: bool, cuda: bool) -> Any:
+    """TRL SFTConfig for a FinetuneConfig (bf16 only on a GPU that supports it: CPU bf16 fails)."""
+    from trl import SFTConfig
+    import torch
+
+    bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+    eval_steps = config.eval_steps if config.eval_steps > 0 else None
+    use_steps_eval = has_eval and eval_steps is not None
+    early = config.early_stopping_patience > 0 and use_steps_eval
+    # Early stopping keeps the best checkpoint, which needs saves on evaluation steps.
+    save_steps = eval_steps if early else config.save_steps
+    return SFTConfig(
+        output_dir=str(checkpoint_dir),
+        max_steps=config.max_steps,
+        num_train_epochs=config.num_epochs,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=config.weight_decay,
+        eval_strategy="steps" if use_steps_eval else "no",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=config.save_total_limit,
+        load_best_model_at_end=early,
+        metric_for_best_model="eval_loss" if early else None,
+        greater_is_better=False if early else None,
+        logging_steps=config.logging_steps,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=bf16,
+        fp16=bool(cuda and not bf16),
+        use_cpu=not cuda,
+        assistant_only_loss=True,
+        # Padding-free = BFD packing of whole samples into max_seq_len rows, separated by position ids.
+        packing=config.padding_free,
+        packing_strategy="bfd",
+        max_length=config.max_seq_len,
+        gradient_checkpointing=config.gradient_checkpointing,
+        report_to=[],
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+        remove_unused_columns=True,
+    )
+
+
+def last_checkpoint(checkpoint_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+    return get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+
+
+def train(config: FinetuneConfig, dataset: Dataset | None = None) -> TrainResult:
+    """Fine-tune `config.model` with LoRA on the SFT samples of `dataset` (or `config.data`)."""
+    import torch
+    from peft import get_peft_model
+    from transformers import EarlyStoppingCallback, set_seed
+    from trl import SFTTrainer
+
+    config.validate()
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint_dir = out / "checkpoints"
+    set_seed(config.seed)
+    dataset = dataset if dataset is not None else load_training_dataset(config)
+
+    model, tokenizer = load_causal_lm(config.model, quantize=config.quantize, max_seq_len=config.max_seq_len)
+    if prepare_tokenizer(tokenizer):
+        model.resize_token_embeddings(len(tokenizer))
+    data = build_sft_data(dataset, config.format, system_prompt=config.system_prompt, tokenizer=tokenizer,
+                          max_seq_len=config.max_seq_len, overlength=config.overlength,
+                          val_fraction=config.val_fraction, seed=config.seed)
+    if not data.train:
+        raise TrainingError(f"no training samples from {dataset.source} ({len(dataset)} conversations): "
+                            "the data needs assistant messages; check the file or lower --val-fraction")
+    write_jsonl(data.train, out / "train.jsonl")
+    write_jsonl(data.validation, out / "validation.jsonl")
+    (out / "data_stats.json").write_text(json.dumps(data.stats, indent=2), encoding="utf-8")
+    config.save(out / "config.yaml")
+
+    peft_model = get_peft_model(model, make_lora_config(config.lora_r, config.lora_alpha, config.lora_dropout,
+                                                        config.use_rslora, config.target_modules))
+    cuda = torch.cuda.is_available()
+    args = sft_config(config, checkpoint_dir, has_eval=bool(data.validation), cuda=cuda)
+    callbacks = [_log_callback(out / "train_log.jsonl")]
+    if args.load_best_model_at_end:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    trainer = SFTTrainer(
+        model=peft_model,
+        args=args,
+        train_dataset=to_hf_dataset(data.train, ["messages"]),
+        eval_dataset=to_hf_dataset(data.validation, ["messages"]) if data.validation else None,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    resume_from = last_checkpoint(checkpoint_dir) if config.resume else None
+    if resume_from:
+        logger.info("resuming from %s", resume_from)
+    train_output = trainer.train(resume_from_checkpoint=resume_from)
+    metrics = dict(train_output.metrics)
+    if data.validation:
+        metrics.update(trainer.evaluate())
+
+    adapter_dir = out / "adapter"
+    trainer.model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    meta = {"format": config.format, "system_prompt": data.stats["system_prompt"], "base_model": config.model,
+            "max_seq_len": config.max_seq_len}
+    (adapter_dir / ADAPTER_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    log = read_log(out / "train_log.jsonl")
+    plot_loss(log, out / "loss.png")
+    return TrainResult(out, adapter_dir, log, data.stats, metrics)
+
+
+def adapter_meta(adapter_dir: str | Path) -> dict[str, Any]:
+    """The format / system prompt / base model an igft adapter was trained with ({} for foreign adapters)."""
+    path = Path(adapter_dir) / ADAPTER_META
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+

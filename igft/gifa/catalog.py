@@ -1,0 +1,162 @@
+"""GIFA's memory: the intent catalog and the retrieval index over already-labeled messages.
+
+The catalog keeps every intent in first-seen order (so outputs are stable) with a description, a few
+example messages and a count. The index holds the embeddings of all messages (computed once, batched)
+and grows by appending the rows of each newly labeled conversation; a query for a whole conversation
+is one matrix product against the labeled rows, never a rebuild.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Hashable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from igft.labeling import CATALOG_COLUMNS
+
+
+@dataclass
+class CatalogEntry:
+    description: str = ""
+    examples: list[str] = field(default_factory=list)
+    count: int = 0
+
+
+class IntentCatalog:
+    """intent -> description, examples (the first `max_examples` messages seen), count; first-seen order."""
+
+    def __init__(self, max_examples: int = 5):
+        self.max_examples = max_examples
+        self._entries: dict[str, CatalogEntry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, intent: object) -> bool:
+        return intent in self._entries
+
+    def __getitem__(self, intent: str) -> CatalogEntry:
+        return self._entries[intent]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def add(self, intent: str, text: str) -> bool:
+        """Count one message with this intent; True when the intent is new."""
+        entry = self._entries.get(intent)
+        is_new = entry is None
+        if is_new:
+            entry = self._entries[intent] = CatalogEntry()
+        entry.count += 1
+        if len(entry.examples) < self.max_examples:
+            entry.examples.append(text)
+        return is_new
+
+    def set_description(self, intent: str, description: str) -> None:
+        """Set a description once; later descriptions of the same intent are ignored (first one wins)."""
+        entry = self._entries.get(intent)
+        if entry is not None and not entry.description and description:
+            entry.description = description
+
+    def to_frame(self) -> pd.DataFrame:
+        """Columns intent, description, examples (list of texts), count; first-seen order."""
+        rows = [{"intent": name, "description": e.description, "examples": list(e.examples), "count": e.count}
+                for name, e in self._entries.items()]
+        return pd.DataFrame(rows, columns=CATALOG_COLUMNS)
+
+
+class RetrievalIndex:
+    """Nearest already-labeled messages for the messages of the next conversation.
+
+    `embeddings[i]` is the (L2-normalised) embedding of the message `keys[i]`; all messages are given up
+    front. `add(keys, intents)` marks messages as labeled by copying their rows into the labeled block
+    (amortised O(rows)); `query` scores a whole conversation against the labeled block in one matmul.
+    `n_labeled` doubles as a snapshot marker: `query(..., upto=n)` sees only the first n labeled rows.
+    """
+
+    def __init__(self, embeddings: np.ndarray, keys: Sequence[Hashable]):
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        if embeddings.ndim != 2 or embeddings.shape[0] != len(keys):
+            raise ValueError(f"embeddings shape {embeddings.shape} does not match {len(keys)} keys")
+        self._all = embeddings
+        self._row = {key: i for i, key in enumerate(keys)}
+        if len(self._row) != len(keys):
+            raise ValueError("duplicate message keys in the retrieval index")
+        self._labeled = np.empty((max(len(keys), 1), embeddings.shape[1]), dtype=np.float32)
+        self._intents: list[str] = []
+        self._labeled_keys: list[Hashable] = []
+        self._is_labeled: set[Hashable] = set()
+
+    @property
+    def n_labeled(self) -> int:
+        return len(self._intents)
+
+    @property
+    def labeled_intents(self) -> list[str]:
+        return list(self._intents)
+
+    def rows(self, keys: Iterable[Hashable]) -> np.ndarray:
+        """Embeddings of these messages (KeyError names an unknown key)."""
+        return self._all[[self._row[k] for k in keys]]
+
+    def add(self, keys: Sequence[Hashable], intents: Sequence[str]) -> None:
+        """Append newly labeled messages; a message can be added once."""
+        if len(keys) != len(intents):
+            raise ValueError(f"{len(keys)} keys but {len(intents)} intents")
+        if not keys:
+            return
+        already = [k for k in keys if k in self._is_labeled]
+        if already:
+            raise ValueError(f"messages already in the index: {already[:5]}")
+        start, stop = self.n_labeled, self.n_labeled + len(keys)
+        if stop > self._labeled.shape[0]:  # only when callers add keys twice over; grow geometrically
+            grown = np.empty((max(stop, 2 * self._labeled.shape[0]), self._labeled.shape[1]), dtype=np.float32)
+            grown[:start] = self._labeled[:start]
+            self._labeled = grown
+        self._labeled[start:stop] = self.rows(keys)
+        self._intents.extend(intents)
+        self._labeled_keys.extend(keys)
+        self._is_labeled.update(keys)
+
+    def neighbours(self, keys: Sequence[Hashable], top_k: int, upto: int | None = None) -> list[list[int]]:
+        """For each query message, the labeled-row numbers of its top_k most similar labeled messages.
+
+        Best first; ties broken by the earlier labeled row, so results are deterministic.
+        """
+        return self._search(keys, top_k, upto)[0]
+
+    def known_intents(self, keys: Sequence[Hashable], top_k: int, upto: int | None = None) -> list[str]:
+        """The distinct intents of the top_k neighbours of every query message, most similar first."""
+        neighbours, scores = self._search(keys, top_k, upto)
+        best: dict[str, tuple[float, int]] = {}
+        for i, rows in enumerate(neighbours):
+            for r in rows:
+                intent, s = self._intents[r], float(scores[i, r])
+                prev = best.get(intent)
+                if prev is None or (-s, r) < (-prev[0], prev[1]):
+                    best[intent] = (s, r)
+        return sorted(best, key=lambda name: (-best[name][0], best[name][1]))
+
+    def _search(self, keys: Sequence[Hashable], top_k: int, upto: int | None) -> tuple[list[list[int]], np.ndarray]:
+        n = self.n_labeled if upto is None else min(upto, self.n_labeled)
+        if n == 0 or top_k <= 0 or not keys:
+            return [[] for _ in keys], np.zeros((len(keys), 0), dtype=np.float32)
+        scores = self.rows(keys) @ self._labeled[:n].T  # (m, n): the one product per conversation
+        k = min(top_k, n)
+        # The k-th best score per row (one partition), then every row scoring at least that, ordered by
+        # (-score, row) and cut at k: exact top-k with ties going to the earlier labeled message.
+        kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
+        out = []
+        for i in range(len(keys)):
+            cand = np.flatnonzero(scores[i] >= kth[i])
+            order = np.lexsort((cand, -scores[i, cand]))
+            out.append([int(r) for r in cand[order][:k]])
+        return out, scores
+
+    def labeled_key(self, row: int) -> Hashable:
+        return self._labeled_keys[row]
+
+    def intent_of_row(self, row: int) -> str:
+        return self._intents[row]

@@ -1,0 +1,372 @@
+"""GIFA: label every message of every conversation with one intent, conversation by conversation.
+
+For each conversation: retrieve the intents of the most similar already-labeled messages, build the
+prompt (instruction + output protocol + known intents + numbered conversation), call the LM, parse,
+retry with a raised temperature when the answer is unusable, then add the labels to the catalog and
+the retrieval index so the next conversation can reuse them.
+
+`window` W > 1 labels up to W conversations concurrently. All W prompts are built from one snapshot of
+the catalog and index before any call is made, and outcomes are merged in conversation order, so the
+result depends on W but never on thread timing. W = 1 is the paper's sequential algorithm.
+
+With `out_dir`, one JSON line per finished conversation goes to `progress.jsonl` as the run goes; a
+rerun with the same settings replays those lines (no LM call) and continues where the run stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from igft.data import Conversation, Dataset
+from igft.errors import IgftError
+from igft.gifa.catalog import IntentCatalog, RetrievalIndex
+from igft.gifa.descriptions import describe_intents
+from igft.gifa.parser import ParseError, parse_intents
+from igft.gifa.prompts import METHODS, SEED_INSTRUCTION, KnownIntent, build_labeling_prompt
+from igft.labeling import LabelingResult
+from igft.llm.base import Completion, CompletionRequest, Embedder, LM
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_FILE = "progress.jsonl"
+PROGRESS_FORMAT = 1
+MAX_RETRIES_LIMIT = 10
+MAX_TEMPERATURE = 2.0
+
+
+class GifaConfigError(IgftError):
+    """A GIFA setting is out of range."""
+
+
+class ProgressMismatch(IgftError):
+    """The output folder holds progress of a different run."""
+
+
+@dataclass
+class GifaConfig:
+    instruction: str = field(default=SEED_INSTRUCTION, metadata={"help": "the instruction at the top of every labeling prompt (what prompt search tunes)"})
+    method: str = field(default="name", metadata={"help": "how known intents are shown: name | example (with top_n example messages) | general (with LLM-written descriptions)"})
+    top_k: int = field(default=5, metadata={"help": "per message of the next conversation, this many most similar labeled messages contribute their intents"})
+    top_n: int = field(default=2, metadata={"help": "example messages shown per known intent (method example)"})
+    temperature: float = field(default=0.0, metadata={"help": "temperature of the first attempt"})
+    retry_temperature_step: float = field(default=0.3, metadata={"help": "added to the temperature at each retry (capped at 2.0)"})
+    max_retries: int = field(default=2, metadata={"help": f"retries after an unusable answer (0..{MAX_RETRIES_LIMIT}); then the conversation is recorded as failed"})
+    tokens_per_message: int = field(default=24, metadata={"help": "completion budget per message line; a request asks for 8 + this x messages tokens"})
+    max_tokens: int = field(default=1024, metadata={"help": "upper bound on the completion tokens of one request"})
+    window: int = field(default=1, metadata={"help": "conversations labeled concurrently against one snapshot (1 = the paper's sequential algorithm)"})
+    seed: int = field(default=0, metadata={"help": "seed sent with every request (sampling at temperature > 0 is seeded)"})
+    embed_batch_size: int = field(default=256, metadata={"help": "texts per embedder call when embedding all messages up front"})
+
+    def validate(self) -> "GifaConfig":
+        problems = []
+        if not isinstance(self.instruction, str) or not self.instruction.strip():
+            problems.append("instruction is empty; give the labeling instruction text")
+        if self.method not in METHODS:
+            problems.append(f"method {self.method!r} is unknown; use one of {list(METHODS)}")
+        for name, low in (("top_k", 0), ("top_n", 0), ("tokens_per_message", 1), ("max_tokens", 1),
+                          ("window", 1), ("embed_batch_size", 1)):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < low:
+                problems.append(f"{name} must be an integer >= {low}, got {getattr(self, name)!r}")
+        if not isinstance(self.max_retries, int) or not 0 <= self.max_retries <= MAX_RETRIES_LIMIT:
+            problems.append(f"max_retries must be 0..{MAX_RETRIES_LIMIT}, got {self.max_retries!r}")
+        if not 0.0 <= self.temperature <= MAX_TEMPERATURE or self.retry_temperature_step < 0:
+            problems.append(f"temperature must be 0..{MAX_TEMPERATURE} and retry_temperature_step >= 0")
+        if problems:
+            raise GifaConfigError("invalid GIFA config: " + "; ".join(problems))
+        return self
+
+    def attempt_temperature(self, attempt: int) -> float:
+        return round(min(MAX_TEMPERATURE, self.temperature + attempt * self.retry_temperature_step), 6)
+
+    def request_max_tokens(self, n_messages: int) -> int:
+        return min(self.max_tokens, 8 + self.tokens_per_message * n_messages)
+
+    @classmethod
+    def field_help(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+
+@dataclass
+class ConversationOutcome:
+    """What labeling one conversation produced (labels or a failure reason) and what it cost."""
+
+    number: int
+    labels: list[str] | None
+    reason: str | None = None
+    descriptions: dict[str, str] = field(default_factory=dict)
+    attempts: int = 0
+    calls: int = 0
+    cached_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    last_reply: str = ""
+
+    def count(self, completion: Completion) -> None:
+        self.calls += 1
+        self.cached_calls += int(bool(completion.cached))
+        self.prompt_tokens += int(completion.prompt_tokens or 0)
+        self.completion_tokens += int(completion.completion_tokens or 0)
+
+
+def conversation_digest(conversation: Conversation) -> str:
+    """Fingerprint of a conversation's messages: a progress line is reused only for the same content."""
+    text = "\n".join(m.line for m in conversation.messages)
+    return hashlib.sha256(f"{conversation.number}\n{text}".encode("utf-8")).hexdigest()[:16]
+
+
+class _State:
+    """Catalog + index + labels built so far; `apply` is the only way they change (merge in order)."""
+
+    def __init__(self, dataset: Dataset, embeddings: np.ndarray, config: GifaConfig):
+        self.config = config
+        self.catalog = IntentCatalog(max_examples=max(5, config.top_n))
+        self.index = RetrievalIndex(embeddings, [m.key for m in dataset.messages])
+        self.labels: dict[tuple[int, int], str] = {}
+        self.failures: list[dict] = []
+
+    def known(self, conversation: Conversation) -> list[KnownIntent]:
+        keys = [m.key for m in conversation.messages]
+        names = self.index.known_intents(keys, self.config.top_k)
+        return [KnownIntent(name, self.catalog[name].description,
+                            tuple(self.catalog[name].examples[: self.config.top_n])) for name in names]
+
+    def apply(self, conversation: Conversation, outcome: ConversationOutcome) -> None:
+        if outcome.labels is None:
+            self.failures.append({"conversation_number": conversation.number, "reason": outcome.reason,
+                                  "attempts": outcome.attempts, "last_reply": outcome.last_reply[:300]})
+            return
+        for message, intent in zip(conversation.messages, outcome.labels):
+            self.catalog.add(intent, message.text)
+            self.labels[message.key] = intent
+        for name, description in outcome.descriptions.items():
+            self.catalog.set_description(name, description)
+        self.index.add([m.key for m in conversation.messages], outcome.labels)
+
+
+def _label_one(conversation: Conversation, prompt: str, known_names: frozenset[str], lm: LM,
+               config: GifaConfig) -> ConversationOutcome:
+    """Call, parse, retry; then (method general) describe intents new to the snapshot."""
+    outcome = ConversationOutcome(number=conversation.number, labels=None)
+    n = len(conversation.messages)
+    if n == 0:
+        outcome.labels = []
+        return outcome
+    errors = []
+    for attempt in range(config.max_retries + 1):
+        request = CompletionRequest.from_prompt(prompt, temperature=config.attempt_temperature(attempt),
+                                                max_tokens=config.request_max_tokens(n), seed=config.seed)
+        completion = lm.complete(request)
+        outcome.count(completion)
+        outcome.attempts = attempt + 1
+        outcome.last_reply = completion.text
+        try:
+            outcome.labels = parse_intents(completion.text, n)
+            break
+        except ParseError as err:
+            errors.append(str(err))
+            logger.debug("conversation %s attempt %d: %s", conversation.number, attempt + 1, err)
+    if outcome.labels is None:
+        outcome.reason = f"no usable answer in {outcome.attempts} attempt(s); last: {errors[-1]}"
+        return outcome
+    if config.method == "general":
+        new: dict[str, list[str]] = {}
+        for message, intent in zip(conversation.messages, outcome.labels):
+            if intent not in known_names:
+                new.setdefault(intent, []).append(message.line)
+        descriptions, completion = describe_intents(lm, new, seed=config.seed)
+        if completion is not None:
+            outcome.count(completion)
+        outcome.descriptions = descriptions
+    return outcome
+
+
+def _embed_all(dataset: Dataset, embedder: Embedder, batch_size: int, out_dir: Path | None) -> tuple[np.ndarray, int]:
+    """Embeddings of all messages (`customer: text` lines), batched; cached in out_dir for resumes."""
+    texts = [m.line for m in dataset.messages]
+    digest = hashlib.sha256(json.dumps([embedder.model, texts], ensure_ascii=False).encode("utf-8")).hexdigest()
+    cache = (out_dir / "embeddings.npy", out_dir / "embeddings.json") if out_dir else None
+    if cache and cache[0].exists() and cache[1].exists():
+        try:
+            if json.loads(cache[1].read_text()).get("digest") == digest:
+                vectors = np.load(cache[0])
+                if vectors.shape[0] == len(texts):
+                    return vectors.astype(np.float32), 0
+        except (OSError, ValueError):
+            logger.warning("ignoring an unreadable embedding cache in %s", out_dir)
+    chunks, calls = [], 0
+    for start in range(0, len(texts), batch_size):
+        chunks.append(np.asarray(embedder.embed(texts[start:start + batch_size]), dtype=np.float32))
+        calls += 1
+    vectors = np.concatenate(chunks) if chunks else np.zeros((0, 1), dtype=np.float32)
+    if cache:
+        np.save(cache[0], vectors)
+        cache[1].write_text(json.dumps({"digest": digest, "model": embedder.model, "n": len(texts)}))
+    return vectors, calls
+
+
+class _Progress:
+    """Append-only progress.jsonl: a header with the run's settings, then one line per conversation."""
+
+    def __init__(self, out_dir: Path, header: dict):
+        self.path = out_dir / PROGRESS_FILE
+        self.header = header
+        self.records: dict[int, dict] = {}
+        self.order: list[int] = []
+        if self.path.exists():
+            self._load()
+        else:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            self._write(header)
+
+    def _load(self) -> None:
+        lines = self.path.read_text(encoding="utf-8").split("\n")
+        parsed = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                parsed.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number >= len(lines) - 1:  # a line cut by a killed run: that conversation is redone
+                    logger.warning("%s: ignoring a truncated last line", self.path)
+                    continue
+                raise ProgressMismatch(f"{self.path} line {number} is not valid JSON; delete the file to start over")
+        if not parsed or parsed[0].get("kind") != "gifa-progress":
+            raise ProgressMismatch(f"{self.path} is not a GIFA progress file; use another --out folder")
+        if parsed[0] != self.header:
+            diff = sorted(k for k in set(parsed[0]) | set(self.header) if parsed[0].get(k) != self.header.get(k))
+            raise ProgressMismatch(
+                f"{self.path} was written by a run with other settings ({', '.join(diff)} differ); "
+                f"use a new --out folder, or delete {PROGRESS_FILE} (or pass --overwrite) to start over")
+        for record in parsed[1:]:
+            if record["conversation_number"] not in self.records:
+                self.order.append(record["conversation_number"])
+            self.records[record["conversation_number"]] = record
+        if self.path.read_bytes()[-1:] != b"\n":
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write("\n")
+
+    def _write(self, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+
+    def append(self, conversation: Conversation, outcome: ConversationOutcome) -> None:
+        record = {"conversation_number": conversation.number, "digest": conversation_digest(conversation),
+                  **{k: v for k, v in asdict(outcome).items() if k != "number"}}
+        self._write(record)
+        self.records[conversation.number] = record
+        self.order.append(conversation.number)
+
+    def resumable(self, dataset: Dataset) -> list[ConversationOutcome]:
+        """Outcomes of the already-finished prefix of `dataset`; error when progress does not fit it."""
+        numbers = dataset.numbers
+        if self.order != numbers[: len(self.order)]:
+            raise ProgressMismatch(
+                f"{self.path} holds conversations {self.order[:5]}… which are not the first conversations of "
+                f"this data in order; use a new --out folder or delete {PROGRESS_FILE}")
+        outcomes = []
+        for conversation in dataset.conversations[: len(self.order)]:
+            record = self.records[conversation.number]
+            if record["digest"] != conversation_digest(conversation):
+                raise ProgressMismatch(
+                    f"conversation {conversation.number} changed since {self.path} was written; "
+                    f"use a new --out folder or delete {PROGRESS_FILE}")
+            kept = {k: record[k] for k in record if k not in ("conversation_number", "digest")}
+            outcomes.append(ConversationOutcome(number=conversation.number, **kept))
+        return outcomes
+
+
+def _run_header(config: GifaConfig, lm: LM, embedder: Embedder) -> dict:
+    settings = {k: v for k, v in asdict(config).items() if k != "embed_batch_size"}
+    return {"kind": "gifa-progress", "format": PROGRESS_FORMAT, "lm": lm.model, "embedder": embedder.model,
+            "config": settings}
+
+
+def label_dataset(dataset: Dataset, lm: LM, embedder: Embedder, config: GifaConfig | None = None,
+                  out_dir: str | Path | None = None, progress: bool = True) -> LabelingResult:
+    """Label every message of `dataset` with GIFA; failed conversations are listed in `result.failures`.
+
+    With `out_dir`, progress is written as it goes and a rerun resumes without relabeling.
+    """
+    config = (config or GifaConfig()).validate()
+    started = time.perf_counter()
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    embeddings, embed_calls = _embed_all(dataset, embedder, config.embed_batch_size, out)
+    state = _State(dataset, embeddings, config)
+    tracker = _Progress(out, _run_header(config, lm, embedder)) if out is not None else None
+    resumed = tracker.resumable(dataset) if tracker is not None else []
+    outcomes: list[ConversationOutcome] = []
+    for conversation, outcome in zip(dataset.conversations, resumed):
+        state.apply(conversation, outcome)
+        outcomes.append(outcome)
+    if resumed:
+        logger.info("resuming after %d finished conversation(s) from %s", len(resumed), tracker.path)
+
+    todo = dataset.conversations[len(resumed):]
+    bar = tqdm(total=len(dataset), initial=len(resumed), unit="conv", desc="GIFA", disable=not progress)
+    pool = ThreadPoolExecutor(max_workers=config.window, thread_name_prefix="gifa") if config.window > 1 else None
+    session_calls = 0
+    try:
+        for start in range(0, len(todo), config.window):
+            window = todo[start:start + config.window]
+            # The snapshot: every prompt of this window is built before any of its answers is merged.
+            known_names = frozenset(state.catalog.names)
+            prompts = [build_labeling_prompt(config.instruction, c, config.method, state.known(c)) for c in window]
+            if pool is None:
+                futures = None
+                results = [_label_one(window[0], prompts[0], known_names, lm, config)]
+            else:
+                futures = [pool.submit(_label_one, c, p, known_names, lm, config) for c, p in zip(window, prompts)]
+                results = []
+            for i, conversation in enumerate(window):
+                outcome = results[i] if futures is None else futures[i].result()  # raises in order
+                state.apply(conversation, outcome)
+                outcomes.append(outcome)
+                session_calls += outcome.calls
+                if tracker is not None:
+                    tracker.append(conversation, outcome)
+                bar.update(1)
+                bar.set_postfix(intents=len(state.catalog), failed=len(state.failures), refresh=False)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    stats = _stats(outcomes, state, dataset, config, lm, embed_calls, session_calls, len(resumed),
+                   time.perf_counter() - started)
+    return LabelingResult(labels=state.labels, catalog=state.catalog.to_frame(), stats=stats,
+                          failures=list(state.failures))
+
+
+def _stats(outcomes: Sequence[ConversationOutcome], state: _State, dataset: Dataset, config: GifaConfig, lm: LM,
+           embed_calls: int, session_calls: int, resumed: int, seconds: float) -> dict:
+    calls = sum(o.calls for o in outcomes)
+    cached = sum(o.cached_calls for o in outcomes)
+    stats = {
+        "labeler": "gifa", "method": config.method, "window": config.window, "lm": lm.model,
+        "conversations": len(dataset), "messages": dataset.n_messages, "labeled_messages": len(state.labels),
+        "intents": len(state.catalog),
+        "calls": calls, "live_calls": calls - cached, "cached_calls": cached,
+        "prompt_tokens": sum(o.prompt_tokens for o in outcomes),
+        "completion_tokens": sum(o.completion_tokens for o in outcomes),
+        "retries": sum(max(0, o.attempts - 1) for o in outcomes),
+        "failures": len(state.failures),
+        "embed_calls": embed_calls, "resumed_conversations": resumed, "calls_this_session": session_calls,
+        "seconds": round(seconds, 3),
+    }
+    meter = getattr(lm, "meter", None)  # the UsageMeter of an LM built by igft.llm.factory.build_lm
+    if meter is not None and hasattr(meter, "snapshot"):
+        stats["usage"] = meter.snapshot()
+    return stats

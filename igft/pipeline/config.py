@@ -1,0 +1,140 @@
+"""One YAML file that describes a whole igft run (data, models, mode, backbone budget, Stage 2).
+
+`igft demo --config FILE.yaml` and the notebooks read it; unknown keys are rejected with the list of
+valid ones, so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from igft.errors import IgftError
+
+MODES = ("live", "record", "replay")
+BACKBONES = ("random", "greedy", "see", "hyperband-see")
+
+
+class ConfigError(IgftError):
+    """A pipeline config file or value is invalid."""
+
+
+@dataclass
+class Stage1Config:
+    labeler: str = field(default="gifa", metadata={"help": "gifa | embeddings | hybrid"})
+    method: str = field(default="name", metadata={"help": "GIFA known-intent method: name | example | general"})
+    top_k: int = field(default=5, metadata={"help": "retrieved similar labeled messages per message"})
+    compare_labelers: bool = field(default=True, metadata={"help": "also run the embedding labelers and print a comparison table"})
+
+
+@dataclass
+class SearchConfig:
+    backbones: list[str] = field(default_factory=lambda: list(BACKBONES),
+                                 metadata={"help": f"prompt-search backbones to run, any of {list(BACKBONES)}"})
+    max_trials: int | None = field(default=None, metadata={"help": "stop each search after this many scored instructions (None: the backbone's own schedule)"})
+    max_calls: int | None = field(default=None, metadata={"help": "stop each search after this many LLM calls"})
+    concurrency: int = field(default=1, metadata={"help": "instructions scored in parallel (results do not depend on it)"})
+
+
+@dataclass
+class Stage2Config:
+    enabled: bool = field(default=True, metadata={"help": "run Stage 2 (fine-tuning, generation, scores)"})
+    format: str = field(default="intent+response", metadata={"help": "response | intent+response"})
+    model: str = field(default="local:smollm2", metadata={"help": "model spec or HF id/path to fine-tune"})
+    max_steps: int = field(default=8, metadata={"help": "training steps (a few on CPU for the demo)"})
+    max_seq_len: int = field(default=384, metadata={"help": "tokens per training sample"})
+    eval_conversations: int = field(default=3, metadata={"help": "held-out conversations to generate replies for"})
+    labels_from: str = field(default="gold", metadata={"help": "train on 'gold' intents or on Stage 1 'predicted' labels"})
+
+
+@dataclass
+class PipelineConfig:
+    data: str | None = field(default=None, metadata={"help": "conversation CSV/JSONL; empty = igft's toy conversations"})
+    mode: str = field(default="replay", metadata={"help": "live | record | replay (dummy mode = replay of simulated_runs/)"})
+    llm: str = field(default="local:smollm2", metadata={"help": "LLM spec: openai:gpt-4o, openai-compatible:URL:MODEL, local:smollm2, hf:PATH"})
+    embedder: str = field(default="local:minilm", metadata={"help": "embedder spec: openai:MODEL, local:minilm"})
+    cassette_dir: str | None = field(default=None, metadata={"help": "folder of cassettes; empty = the bundled simulated_runs/"})
+    seed: int = field(default=0, metadata={"help": "seed of every random choice"})
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+
+    def validate(self) -> "PipelineConfig":
+        if self.mode not in MODES:
+            raise ConfigError(f"mode {self.mode!r} is not one of {list(MODES)}")
+        unknown = [b for b in self.search.backbones if b not in BACKBONES]
+        if unknown:
+            raise ConfigError(f"search.backbones: unknown backbone(s) {unknown}; valid: {list(BACKBONES)}")
+        if self.stage1.labeler not in ("gifa", "embeddings", "hybrid"):
+            raise ConfigError(f"stage1.labeler {self.stage1.labeler!r} is not one of ['gifa', 'embeddings', 'hybrid']")
+        if self.stage2.format not in ("response", "intent+response"):
+            raise ConfigError(f"stage2.format {self.stage2.format!r} is not one of ['response', 'intent+response']")
+        if self.stage2.labels_from not in ("gold", "predicted"):
+            raise ConfigError(f"stage2.labels_from {self.stage2.labels_from!r} is not one of ['gold', 'predicted']")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, values: Any, where: str):
+    if values is None:
+        return cls()
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping of keys to values, got {type(values).__name__}")
+    hints = get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; valid keys: {valid}")
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{where}.{name}" if where else name)
+        else:
+            _check_type(hint, value, f"{where}.{name}" if where else name)
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _check_type(hint: Any, value: Any, where: str) -> None:
+    """Reject a value of the wrong kind (e.g. max_steps: "ten") with the expected type named."""
+    allowed = getattr(hint, "__args__", None) if not hasattr(hint, "__origin__") or hint.__origin__ is not list else None
+    options = allowed if allowed and type(None) in allowed else (hint,)
+    if value is None and type(None) in options:
+        return
+    for option in options:
+        origin = getattr(option, "__origin__", option)
+        if origin is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if origin in (str, bool) and isinstance(value, origin):
+            return
+    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ConfigError(f"{where}: expected {expected}, got {value!r}")
+
+
+def config_from_dict(values: dict | None) -> PipelineConfig:
+    return _build(PipelineConfig, values or {}, "").validate()
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read a pipeline YAML file; unknown keys are rejected with the list of valid ones."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist; write one like examples/demo.yaml")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    try:
+        return config_from_dict(values)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,291 @@
+"""Embedding and hybrid labelers (igft.discover) on small data with known clusters; fast, no real models."""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_mutual_info_score
+
+from igft.data import Conversation, Dataset, Message
+from igft.discover import DiscoveryConfigError, label_with, make_config
+from igft.discover.hybrid import parse_naming_reply, parse_yes_no
+from igft.discover.naming import ctfidf_keywords, is_snake_case, to_snake_case, unique_names
+from igft.labeling import LabelingResult
+from igft.llm.base import HashingEmbedder, ScriptedLM
+
+# Each intent has its own vocabulary: a message is 5 words drawn from it plus one shared filler word,
+# so a bag-of-words embedder separates the intents clearly (cosine ~0.5 inside, ~0.05 across).
+VOCAB = {
+    "customer": {
+        "track_order": "order package tracking shipped delivery courier parcel arrive",
+        "refund_request": "refund money back return charge reimburse credit cancel",
+        "login_problem": "password login account locked reset signin username access",
+    },
+    "assistant": {
+        "ask_order_number": "number reference provide share confirm digits order receipt",
+        "explain_policy": "policy days within eligible terms conditions rules allowed",
+        "offer_reset_link": "link email sent inbox reset click verify spam",
+    },
+}
+FILLERS = "the a my please now today".split()
+
+
+def make_dataset(n_conversations: int = 20, seed: int = 0) -> Dataset:
+    rng = random.Random(seed)
+    conversations = []
+    for number in range(n_conversations):
+        messages = []
+        for index in range(4):
+            role = "customer" if index % 2 == 0 else "assistant"
+            intent = rng.choice(sorted(VOCAB[role]))
+            words = rng.sample(VOCAB[role][intent].split(), 5) + [rng.choice(FILLERS)]
+            messages.append(Message(number, index, role, " ".join(words), intent))
+        conversations.append(Conversation(number, tuple(messages)))
+    return Dataset(conversations, "test-data")
+
+
+def gold_and_pred(dataset: Dataset, result: LabelingResult) -> tuple[list[str], list[str]]:
+    return [m.intent for m in dataset.messages], [result.labels[m.key] for m in dataset.messages]
+
+
+def ami(dataset: Dataset, result: LabelingResult) -> float:
+    gold, pred = gold_and_pred(dataset, result)
+    return adjusted_mutual_info_score(gold, pred)
+
+
+@pytest.fixture
+def dataset() -> Dataset:
+    return make_dataset()
+
+
+# --- naming ---------------------------------------------------------------------------------
+
+def test_to_snake_case_and_validation():
+    assert to_snake_case("Report Problem!") == "report_problem"
+    assert to_snake_case("askClarification") == "ask_clarification"
+    assert to_snake_case("123 go") == "go"
+    assert is_snake_case("report_problem") and is_snake_case("a1_b2")
+    for bad in ["Report", "report__problem", "_x", "x_", "1abc", "with space", ""]:
+        assert not is_snake_case(bad)
+
+
+def test_ctfidf_keywords_prefer_cluster_specific_words():
+    texts = [["my card is not recognized", "card not recognized at checkout"],
+             ["I want a refund for my card", "refund please"]]
+    keywords = ctfidf_keywords(texts, top_n=3)
+    # "card" is in both clusters, so words only in one cluster rank above it
+    assert set(keywords[0][:2]) == {"not", "recognized"} and keywords[0].index("card") >= 2
+    assert keywords[1][0] == "refund"
+    assert not {"my", "for", "i"} & set(keywords[1])  # function words never name an intent
+
+
+def test_unique_names_resolve_collisions_with_more_keywords_then_counters():
+    names = unique_names([["card", "lost"], ["card", "lost", "stolen"], ["card", "lost"], [], []], n_words=2)
+    assert names[0] == "card_lost" and names[1] == "card_lost_stolen"
+    assert len(set(names)) == len(names)
+    assert all(is_snake_case(n) for n in names)
+
+
+def test_labeler_names_are_unique_valid_snake_case(dataset):
+    for options in ({}, {"method": "kmeans", "n_clusters": 9}, {"method": "hdbscan"}):
+        result = label_with("embeddings", dataset, embedder=HashingEmbedder(), **options)
+        names = list(result.catalog["intent"])
+        assert len(names) == len(set(names)) == result.stats["n_intents"]
+        assert all(is_snake_case(n) for n in names), names
+        assert set(result.labels.values()) == set(names)
+
+
+# --- clustering quality, determinism, outputs ----------------------------------------------------
+
+def test_automatic_k_recovers_known_clusters(dataset):
+    result = label_with("embeddings", dataset, embedder=HashingEmbedder(), seed=0)
+    assert ami(dataset, result) > 0.9
+    assert result.stats["n_intents"] == 6  # no k given: the threshold search found it
+    assert result.stats["calls"] == 0 and result.stats["seconds"] >= 0
+    assert len(result.labels) == dataset.n_messages
+
+
+@pytest.mark.parametrize("method", ["kmeans", "agglomerative"])
+def test_oracle_k_recovers_known_clusters(dataset, method):
+    result = label_with("embeddings", dataset, embedder=HashingEmbedder(), method=method, n_clusters=6)
+    assert result.stats["n_intents"] == 6
+    assert ami(dataset, result) > 0.9
+
+
+def test_split_roles_keeps_customer_and_assistant_apart(dataset):
+    result = label_with("embeddings", dataset, embedder=HashingEmbedder(), method="kmeans", n_clusters=4)
+    roles_by_label: dict[str, set] = {}
+    for m in dataset.messages:
+        roles_by_label.setdefault(result.labels[m.key], set()).add(m.role)
+    assert all(len(r) == 1 for r in roles_by_label.values())
+
+
+def test_same_seed_same_labels(dataset):
+    for options in ({}, {"method": "kmeans", "n_clusters": 5}, {"context": "role+previous"}, {"method": "hdbscan"}):
+        first = label_with("embeddings", dataset, embedder=HashingEmbedder(), seed=3, **options)
+        second = label_with("embeddings", dataset, embedder=HashingEmbedder(), seed=3, **options)
+        assert first.labels == second.labels
+        assert first.catalog.equals(second.catalog)
+
+
+def test_representatives_are_members_closest_to_centroid(dataset):
+    result = label_with("embeddings", dataset, embedder=HashingEmbedder(), n_representatives=2)
+    texts_by_label: dict[str, set] = {}
+    for m in dataset.messages:
+        texts_by_label.setdefault(result.labels[m.key], set()).add(m.text)
+    for row in result.catalog.itertuples():
+        assert 1 <= len(row.examples) <= 2
+        assert set(row.examples) <= texts_by_label[row.intent]
+        assert row.count == sum(1 for v in result.labels.values() if v == row.intent)
+
+
+def test_outputs_match_gifa_layout(dataset, tmp_path):
+    pytest.importorskip("igft.metrics", reason="report.json needs igft.metrics")
+    from igft.labeling import write_outputs
+
+    result = label_with("embeddings", dataset, embedder=HashingEmbedder())
+    paths = write_outputs(result, dataset, tmp_path)
+    assert {"labels", "catalog", "stats", "report"} <= set(paths)
+    report = json.loads(paths["report"].read_text())
+    assert report["AMI"] > 0.9
+    stats = json.loads(paths["stats"].read_text())
+    assert {"calls", "seconds", "n_intents"} <= set(stats)
+
+
+def test_bad_options_fail_with_one_clear_line(dataset):
+    with pytest.raises(DiscoveryConfigError, match="unknown option 'nclusters'"):
+        label_with("embeddings", dataset, embedder=HashingEmbedder(), nclusters=5)
+    with pytest.raises(DiscoveryConfigError, match="kmeans needs n_clusters"):
+        label_with("embeddings", dataset, embedder=HashingEmbedder(), method="kmeans")
+    with pytest.raises(DiscoveryConfigError, match="unknown labeler"):
+        label_with("bertopic", dataset, embedder=HashingEmbedder())
+    with pytest.raises(DiscoveryConfigError, match="needs an LLM"):
+        label_with("hybrid", dataset, embedder=HashingEmbedder())
+
+
+def test_cli_style_string_options_are_coerced():
+    config = make_config("hybrid", method="kmeans", n_clusters="7", split_roles="false", n_shown="3", threshold="auto")
+    assert config.embedding.n_clusters == 7 and config.embedding.split_roles is False
+    assert config.n_shown == 3 and config.embedding.threshold is None
+
+
+# --- hybrid ---------------------------------------------------------------------------------
+
+def _gold_of_shown(request, dataset: Dataset) -> list[str]:
+    """The gold intents of the numbered messages in a naming prompt (the 'oracle' a good LLM approximates)."""
+    by_text = {m.text: m.intent for m in dataset.messages}
+    prompt = request.messages[-1]["content"]
+    lines = [line.split(". ", 1)[1] for line in prompt.splitlines() if line[:1].isdigit() and ". " in line]
+    return [by_text[t] for t in lines]
+
+
+def test_hybrid_calls_scale_with_clusters_not_messages():
+    small, large = make_dataset(20, seed=1), make_dataset(80, seed=1)
+    counts = []
+    for data in (small, large):
+        lm = ScriptedLM(lambda r: '{"intent": "some_intent"}')
+        result = label_with("hybrid", data, embedder=HashingEmbedder(), lm=lm, allow_merge=False)
+        assert result.stats["calls"] == len(lm.requests) == result.stats["n_proposed_clusters"]
+        counts.append(len(lm.requests))
+    assert large.n_messages == 4 * small.n_messages
+    assert counts[0] == counts[1] == 6
+
+
+def test_hybrid_uses_llm_names_and_merges_same_names(dataset):
+    def namer(request):
+        gold = _gold_of_shown(request, dataset)
+        # Name by the majority gold intent, but call both assistant intents "help_customer": same name = merged.
+        name = max(set(gold), key=gold.count)
+        if name in ("explain_policy", "offer_reset_link"):
+            name = "help_customer"
+        return json.dumps({"intent": name, "description": f"the {name} intent"})
+
+    result = label_with("hybrid", dataset, embedder=HashingEmbedder(), lm=ScriptedLM(namer), allow_merge=False)
+    assert set(result.labels.values()) == {"track_order", "refund_request", "login_problem", "ask_order_number",
+                                           "help_customer"}
+    row = result.catalog[result.catalog.intent == "track_order"].iloc[0]
+    assert row.description == "the track_order intent"
+
+
+def test_hybrid_splits_a_mixed_cluster(dataset):
+    # kmeans with k=4 must mix two intents of one role; the scripted LLM splits by gold intent.
+    def splitter(request):
+        gold = _gold_of_shown(request, dataset)
+        kinds = sorted(set(gold))
+        if len(kinds) == 1:
+            return json.dumps({"intent": kinds[0]})
+        return json.dumps({"split": [{"intent": k, "messages": [i + 1 for i, g in enumerate(gold) if g == k]}
+                                     for k in kinds]})
+
+    before = label_with("embeddings", dataset, embedder=HashingEmbedder(), method="kmeans", n_clusters=4)
+    result = label_with("hybrid", dataset, embedder=HashingEmbedder(), lm=ScriptedLM(splitter), method="kmeans",
+                        n_clusters=4, n_shown=40, allow_merge=False)
+    assert result.stats["splits"] >= 1
+    assert result.stats["n_intents"] > before.stats["n_intents"]
+    assert ami(dataset, result) > ami(dataset, before)
+    assert ami(dataset, result) > 0.95
+
+
+def test_hybrid_merge_checks_ask_about_near_clusters_and_follow_yes(dataset):
+    # Over-split with kmeans (k=12); names are fallbacks, then every merge question is answered yes
+    # when both groups' shown messages share the gold intent.
+    by_text = {m.text: m.intent for m in dataset.messages}
+
+    def judge(request):
+        prompt = request.messages[-1]["content"]
+        if prompt.startswith("You label intents"):
+            return "not json at all"
+        a, b = prompt.split("Group B", 1)
+        ga = {by_text[l.split(". ", 1)[1]] for l in a.splitlines() if l[:1].isdigit()}
+        gb = {by_text[l.split(". ", 1)[1]] for l in b.splitlines() if l[:1].isdigit()}
+        return "Yes." if ga == gb else "No, they differ."
+
+    over = label_with("embeddings", dataset, embedder=HashingEmbedder(), method="kmeans", n_clusters=12)
+    lm = ScriptedLM(judge)
+    result = label_with("hybrid", dataset, embedder=HashingEmbedder(), lm=lm, method="kmeans", n_clusters=12,
+                        merge_similarity=0.0)
+    assert result.stats["merges"] >= 1
+    assert result.stats["n_intents"] < over.stats["n_intents"]
+    assert ami(dataset, result) >= ami(dataset, over)
+    # naming calls + at most one merge call per proposed cluster
+    assert result.stats["calls"] <= 2 * result.stats["n_proposed_clusters"]
+
+
+@pytest.mark.parametrize("garbage", ["", "I think these are about stuff", '{"intent": "customer"}', '{"intent": 42}',
+                                     '{"split": [{"intent": "a_b", "messages": [99]}]}', "{not json}",
+                                     '{"intent": "' + "x_" * 40 + 'y"}'])
+def test_hybrid_garbage_output_falls_back_to_tfidf_names(dataset, garbage):
+    plain = label_with("embeddings", dataset, embedder=HashingEmbedder())
+    result = label_with("hybrid", dataset, embedder=HashingEmbedder(), lm=ScriptedLM(lambda r: garbage))
+    assert result.labels == plain.labels
+    assert result.stats["fallback_names"] == result.stats["n_proposed_clusters"]
+    assert result.stats["merges"] == 0
+
+
+def test_hybrid_survives_llm_exceptions(dataset):
+    def broken(request):
+        raise ConnectionError("server went away")
+
+    plain = label_with("embeddings", dataset, embedder=HashingEmbedder())
+    result = label_with("hybrid", dataset, embedder=HashingEmbedder(), lm=ScriptedLM(broken))
+    assert result.labels == plain.labels
+    assert result.stats["llm_errors"] >= result.stats["n_proposed_clusters"]
+
+
+def test_hybrid_is_deterministic(dataset):
+    runs = [label_with("hybrid", dataset, embedder=HashingEmbedder(), lm=ScriptedLM(lambda r: '{"intent": "x_y"}'),
+                       seed=5) for _ in range(2)]
+    assert runs[0].labels == runs[1].labels
+
+
+def test_reply_parsers():
+    assert parse_naming_reply('Sure! {"intent": "Report Problem"}', 3) == ("name", ("report_problem", None))
+    assert parse_naming_reply('intent: cancel_order', 3) == ("name", ("cancel_order", None))
+    split = parse_naming_reply('{"split": [{"intent": "a_x", "messages": [1, 3]}, {"intent": "b_y", "messages": [2]}]}', 3)
+    assert split == ("split", [("a_x", [0, 2]), ("b_y", [1])])
+    assert parse_naming_reply('{"split": [{"intent": "a_x", "messages": [1]}, {"intent": "a_x", "messages": [2]}]}', 3) \
+        == ("name", ("a_x", None))
+    assert parse_naming_reply("customer: hello", 3) is None
+    assert parse_yes_no("Yes, same.") is True and parse_yes_no("no") is False and parse_yes_no("maybe") is None
