@@ -161,3 +161,12 @@ def load_conversations(path: str | Path) -> Dataset:
     """Load a conversation CSV or JSONL file; raise DataError (one clear line) on bad input."""
     from igft.data_validation import load_any
     return load_any(Path(path))
+
+
+def save_labeled(dataset: Dataset, labels: Mapping[tuple[int, int], str], path: str | Path) -> Path:
+    """Write `dataset` with the predicted `labels` as its intents (CSV, or JSONL for *.jsonl), atomically.
+
+    Messages without a label get an empty intent; such a file loads again only without them (the
+    loader refuses intents present in some rows only), so label every message or drop its conversation.
+    """
+    return dataset.with_intents(labels).save(path)

@@ -36,6 +36,7 @@ class _Row:
     role: str | None                # JSONL gives it separately; None means: parse the prefix of text
     intent: Any
     columns: tuple[str, str, str, str] = ("conversation_number", "index", "conversation", "intent")
+    kind: str = "column"            # how the error names a place: "column" (CSV) or "field" (JSONL)
 
 
 def _short(value: Any, limit: int = 40) -> str:
@@ -51,10 +52,10 @@ def _is_missing(value: Any) -> bool:
     return isinstance(value, str) and value.strip() == ""
 
 
-def _as_int(value: Any, source: str, where: str, column: str, what: str) -> int:
+def _as_int(value: Any, source: str, where: str, column: str, what: str, kind: str = "column") -> int:
     """Whole numbers only ('3' and 3.0 are fine; '3a', 2.5, True are not)."""
     if _is_missing(value):
-        raise DataError(f"{source}: {where}, column {column!r}: empty value; give every message its {what}")
+        raise DataError(f"{source}: {where}, {kind} {column!r}: empty value; give every message its {what}")
     if isinstance(value, bool):
         ok = False
     elif isinstance(value, int):
@@ -66,46 +67,48 @@ def _as_int(value: Any, source: str, where: str, column: str, what: str) -> int:
         except ValueError:
             ok = False
     if not ok:
-        raise DataError(f"{source}: {where}, column {column!r}: {_short(value)} is not an integer; "
+        raise DataError(f"{source}: {where}, {kind} {column!r}: {_short(value)} is not an integer; "
                         f"the {what} must be a whole number (0, 1, 2, ...)")
     return int(number)
 
 
-def _validate_rows(rows: Iterable[_Row], source: str) -> Dataset:
+def _validate_rows(rows: Iterable[_Row], source: str, empty_hint: str = "") -> Dataset:
     """Turn raw rows into a Dataset, checking every rule named in the module docstring."""
     rows = list(rows)
     if not rows:
-        raise DataError(f"{source}: line 1: no messages in the file; add one row per message under the header {_HEADER_HINT}")
+        raise DataError(f"{source}: line 1: no messages in the file; "
+                        f"{empty_hint or 'add one row per message under the header ' + _HEADER_HINT}")
     conversations: dict[int, list[tuple[_Row, Message]]] = {}
     first_seen: dict[tuple[int, int], str] = {}
     intent_rows: list[_Row] = []
     empty_intent_rows: list[_Row] = []
     for row in rows:
         c_conv, c_index, c_text, c_intent = row.columns
-        number = _as_int(row.conversation_number, source, row.where, c_conv, "conversation number")
-        index = _as_int(row.index, source, row.where, c_index, "message position (index)")
+        place = f"{source}: {row.where}, {row.kind}"
+        number = _as_int(row.conversation_number, source, row.where, c_conv, "conversation number", row.kind)
+        index = _as_int(row.index, source, row.where, c_index, "message position (index)", row.kind)
         if index < 0:
-            raise DataError(f"{source}: {row.where}, column {c_index!r}: negative index {index}; "
+            raise DataError(f"{place} {c_index!r}: negative index {index}; "
                             "number the messages of each conversation 0, 1, 2, ...")
         if _is_missing(row.text):
-            raise DataError(f"{source}: {row.where}, column {c_text!r}: empty message; "
+            raise DataError(f"{place} {c_text!r}: empty message; "
                             "give every row its text (drop the row if the message does not exist)")
         if row.role is None:
             parsed = split_role(str(row.text))
             if parsed is None:
                 head = str(row.text).partition(":")[0].strip()
-                found = f"prefix {_short(head + ':')}" if ":" in str(row.text) else "no role prefix"
-                raise DataError(f"{source}: {row.where}, column {c_text!r}: {found}; start the text with "
+                found = f"unknown role prefix {_short(head + ':')}" if ":" in str(row.text) else "no role prefix"
+                raise DataError(f"{place} {c_text!r}: {found}; start the text with "
                                 "'customer:' or 'assistant:' (also accepted: user, client, agent, support)")
             role, text = parsed
         else:
             role, text = row.role, str(row.text).strip()
         if not text:
-            raise DataError(f"{source}: {row.where}, column {c_text!r}: empty message text after '{role}:'; "
+            raise DataError(f"{place} {c_text!r}: empty message text after '{role}:'; "
                             "write the message after the role prefix or drop the row")
         key = (number, index)
         if key in first_seen:
-            raise DataError(f"{source}: {row.where}, column {c_index!r}: duplicate message (conversation {number}, "
+            raise DataError(f"{place} {c_index!r}: duplicate message (conversation {number}, "
                             f"index {index}), first on {first_seen[key]}; each (conversation_number, index) must be unique")
         first_seen[key] = row.where
         intent = None
@@ -115,21 +118,22 @@ def _validate_rows(rows: Iterable[_Row], source: str) -> Dataset:
             intent = str(row.intent).strip()
             if not INTENT_PATTERN.match(intent):
                 fix = re.sub(r"[^a-z0-9]+", "_", intent.lower()).strip("_") or "some_intent"
-                raise DataError(f"{source}: {row.where}, column {c_intent!r}: intent {_short(intent)} is not snake_case; "
+                raise DataError(f"{place} {c_intent!r}: intent {_short(intent)} is not snake_case; "
                                 f"use lowercase words joined by underscores, e.g. {fix!r}")
             intent_rows.append(row)
         conversations.setdefault(number, []).append((row, Message(number, index, role, text, intent)))
     if intent_rows and empty_intent_rows:
         row = empty_intent_rows[0]
-        raise DataError(f"{source}: {row.where}, column {row.columns[3]!r}: empty intent while {len(intent_rows)} other "
-                        "messages have one; give every message a gold intent or remove the intent column")
+        others = f"{len(intent_rows)} other message" + ("s have" if len(intent_rows) > 1 else " has")
+        raise DataError(f"{source}: {row.where}, {row.kind} {row.columns[3]!r}: empty intent while {others} one; "
+                        "give every message a gold intent or remove the intent column")
     result = []
     for number, entries in conversations.items():
         entries.sort(key=lambda e: e[1].index)
         for position, (row, message) in enumerate(entries):
             if message.index != position:
-                expected = "starts at 0" if position == 0 else f"has no index {position}"
-                raise DataError(f"{source}: {row.where}, column {row.columns[1]!r}: conversation {number} {expected} "
+                expected = "does not start at index 0" if position == 0 else f"has no index {position}"
+                raise DataError(f"{source}: {row.where}, {row.kind} {row.columns[1]!r}: conversation {number} {expected} "
                                 f"(found index {message.index}); number the messages of each conversation 0, 1, 2, ... without gaps")
         result.append(Conversation(number, tuple(m for _, m in entries)))
     return Dataset(result, source)
@@ -215,7 +219,7 @@ def _jsonl_rows(text: str, source: str) -> list[_Row]:
             raise DataError(f"{source}: {where}, field 'messages': expected a non-empty list of "
                             '{"role": ..., "content": ...} objects')
         number = _as_int(record.get("conversation_number", len(numbers_seen)), source, where,
-                         "conversation_number", "conversation number")
+                         "conversation_number", "conversation number", "field")
         if number in numbers_seen:
             raise DataError(f"{source}: {where}, field 'conversation_number': duplicate conversation {number}, "
                             f"first on line {numbers_seen[number]}; give each conversation its own number")
@@ -239,13 +243,14 @@ def _jsonl_rows(text: str, source: str) -> list[_Row]:
                 raise DataError(f"{source}: {where}, field '{field}.content': expected a string, got "
                                 f"{type(content).__name__}; put the message text in 'content'")
             columns = ("conversation_number", f"{field}.position", f"{field}.content", f"{field}.intent")
-            rows.append(_Row(where, number, position, content, role, message.get("intent"), columns))
+            rows.append(_Row(where, number, position, content, role, message.get("intent"), columns, "field"))
             position += 1
     return rows
 
 
 def load_jsonl(path: Path) -> Dataset:
-    return _validate_rows(_jsonl_rows(_decode(path), str(path)), str(path))
+    return _validate_rows(_jsonl_rows(_decode(path), str(path)), str(path),
+                          'write one {"messages": [{"role": ..., "content": ...}, ...]} object per line')
 
 
 # --------------------------------------------------------------------------- entry points

@@ -44,7 +44,7 @@ def lm_label_fn(instruction, dataset, lm) -> LabelingResult:
 def context(lm, history=None, budget=None, concurrency=1, label_fn=lm_label_fn) -> SearchContext:
     data = toy_dataset()
     return SearchContext(lm=lm, objective=Objective(data, label_fn, report_fn=simple_report),
-                         history=history or History(), budget=budget or SearchBudget(), concurrency=concurrency)
+                         history=history if history is not None else History(), budget=budget or SearchBudget(), concurrency=concurrency)
 
 
 def test_budget_running_out_mid_search_ends_cleanly_with_a_valid_history(tmp_path):

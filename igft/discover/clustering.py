@@ -30,6 +30,7 @@ class ThresholdSearch:
     scores: dict[float, float] = field(default_factory=dict)
     n_clusters: dict[float, int] = field(default_factory=dict)
     criterion: str = "silhouette"
+    best_silhouette: float | None = None
 
 
 def renumber(labels: Sequence[int]) -> np.ndarray:
@@ -69,17 +70,21 @@ def cut_tree(tree: np.ndarray, n: int, *, threshold: float | None = None, n_clus
     return renumber(fcluster(tree, t=float(threshold), criterion="distance"))
 
 
-def silhouette(dist: np.ndarray, labels: np.ndarray) -> float:
+SILHOUETTE_SAMPLE = 3000  # above this many messages the silhouette is estimated on a seeded sample
+
+
+def silhouette(dist: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
     """Mean silhouette over a precomputed distance matrix (singletons count 0, as in scikit-learn)."""
     from sklearn.metrics import silhouette_score
 
     k = len(set(labels.tolist()))
     if k < 2 or k >= len(labels):
         return -1.0
-    return float(silhouette_score(dist, labels, metric="precomputed"))
+    sample = SILHOUETTE_SAMPLE if len(labels) > SILHOUETTE_SAMPLE else None
+    return float(silhouette_score(dist, labels, metric="precomputed", sample_size=sample, random_state=seed))
 
 
-CRITERIA = ("neighbors", "silhouette")
+CRITERIA = ("auto", "neighbors", "silhouette")
 
 
 def neighbor_threshold(dist: np.ndarray, quantile: float) -> float:
@@ -99,32 +104,42 @@ def neighbor_threshold(dist: np.ndarray, quantile: float) -> float:
 
 
 def search_threshold(dist: np.ndarray, tree: np.ndarray, grid: Sequence[float] = DEFAULT_THRESHOLD_GRID,
-                     plain_dist: np.ndarray | None = None, criterion: str = "neighbors",
-                     quantile: float = 0.75) -> ThresholdSearch:
-    """Choose the cut of the tree with no gold labels.
+                     plain_dist: np.ndarray | None = None, criterion: str = "auto", quantile: float = 0.7,
+                     min_structure: float = 0.25, seed: int = 0) -> ThresholdSearch:
+    """Choose where to cut the tree, with no gold labels.
 
-    criterion "neighbors": the `quantile` of nearest-neighbour distances (see neighbor_threshold);
     "silhouette": the grid value with the best mean silhouette, measured on `plain_dist` (default
     `dist`; pass the cosine distances without the cross-role penalty, which would inflate every
-    score). Ties go to the smaller threshold (finer clusters).
+    score); ties go to the smaller threshold (finer clusters).
+    "neighbors": the `quantile` of nearest-neighbour distances (see neighbor_threshold).
+    "auto": silhouette when its best score shows a substantial cluster structure (>= min_structure;
+    Kaufman & Rousseeuw read silhouettes below 0.25 as "no substantial structure"), else neighbors.
+    Silhouette is reliable on well-separated groups, where nearest neighbours get closer as the data
+    grows and the quantile would over-split; on real chats with many small intents the silhouette
+    curve is flat and peaks far too coarse, while the quantile tracks how far paraphrases lie apart.
     """
     if criterion not in CRITERIA:
         raise ValueError(f"unknown threshold criterion {criterion!r}; use one of {CRITERIA}")
     n = dist.shape[0]
     result = ThresholdSearch(threshold=float(grid[0]), criterion=criterion)
-    if criterion == "neighbors":
-        result.threshold = neighbor_threshold(dist, quantile)
-        return result
-    measure = dist if plain_dist is None else plain_dist
-    best = -np.inf
-    for t in grid:
-        labels = cut_tree(tree, n, threshold=t)
-        score = silhouette(measure, labels)
-        result.scores[float(t)] = score
-        result.n_clusters[float(t)] = int(labels.max()) + 1 if n else 0
-        if score > best + 1e-12:
-            best, result.threshold = score, float(t)
-    logger.info("threshold search (%s): cosine distance %.3f", criterion, result.threshold)
+    if criterion in ("silhouette", "auto"):
+        measure = dist if plain_dist is None else plain_dist
+        best = -np.inf
+        for t in grid:
+            labels = cut_tree(tree, n, threshold=t)
+            score = silhouette(measure, labels, seed=seed)
+            result.scores[float(t)] = score
+            result.n_clusters[float(t)] = int(labels.max()) + 1 if n else 0
+            if score > best + 1e-12:
+                best, result.threshold = score, float(t)
+        result.best_silhouette = float(best)
+        if criterion == "silhouette" or best >= min_structure:
+            result.criterion = "silhouette"
+            logger.info("threshold %.3f: best silhouette %.3f", result.threshold, best)
+            return result
+    result.criterion = "neighbors"
+    result.threshold = neighbor_threshold(dist, quantile)
+    logger.info("threshold %.3f: %.2f quantile of nearest-neighbour distances", result.threshold, quantile)
     return result
 
 

@@ -41,15 +41,18 @@ class EmbeddingLabelerConfig:
     n_clusters: int | None = field(default=None, metadata={
         "help": "number of intents; required for kmeans, optional for agglomerative (overrides the threshold)"})
     threshold: float | None = field(default=None, metadata={
-        "help": "agglomerative cosine-distance cut; None searches it without gold labels (best silhouette)"})
-    criterion: str = field(default="neighbors", metadata={
-        "help": "how the threshold is found without gold labels: neighbors (a quantile of nearest-neighbour "
-                "distances) or silhouette (best mean silhouette over threshold_grid)"})
-    quantile: float = field(default=0.75, metadata={
-        "help": "for criterion neighbors: which quantile of nearest-neighbour distances becomes the threshold"})
+        "help": "agglomerative cosine-distance cut; None finds it without gold labels (see criterion)"})
+    criterion: str = field(default="auto", metadata={
+        "help": "how the threshold is found without gold labels: silhouette (best mean silhouette over "
+                "threshold_grid), neighbors (a quantile of nearest-neighbour distances) or auto (silhouette when "
+                "its best score is >= min_structure, i.e. the data has clearly separated groups, else neighbors)"})
+    quantile: float = field(default=0.7, metadata={
+        "help": "for neighbors: which quantile of nearest-neighbour distances becomes the threshold"})
+    min_structure: float = field(default=0.25, metadata={
+        "help": "for auto: the best silhouette needed to trust it (0.25 = Kaufman & Rousseeuw's 'substantial structure')"})
     threshold_grid: tuple[float, ...] = field(default=clustering.DEFAULT_THRESHOLD_GRID, metadata={
-        "help": "thresholds scored by the silhouette search (scores are reported in stats for both criteria)"})
-    context: str = field(default="none", metadata={
+        "help": "thresholds scored by the silhouette search (scores are kept in stats)"})
+    context: str = field(default="role+previous", metadata={
         "help": "what is embedded besides the text: none, role (the 'customer: ' prefix), previous (mix in the "
                 "previous message's vector) or role+previous"})
     previous_weight: float = field(default=0.3, metadata={
@@ -142,9 +145,10 @@ def cluster_vectors(vectors: np.ndarray, roles: Sequence[str], config: Embedding
     if threshold is None:
         plain = clustering.cosine_distance_matrix(vectors) if role_list is not None else None
         search = clustering.search_threshold(dist, tree, config.threshold_grid, plain_dist=plain,
-                                             criterion=config.criterion, quantile=config.quantile)
+                                             criterion=config.criterion, quantile=config.quantile,
+                                             min_structure=config.min_structure, seed=seed)
         threshold = search.threshold
-        info["threshold_search"] = {"criterion": search.criterion,
+        info["threshold_search"] = {"criterion": search.criterion, "best_silhouette": search.best_silhouette,
                                     "scores": {str(k): round(v, 4) for k, v in search.scores.items()},
                                     "n_clusters": {str(k): v for k, v in search.n_clusters.items()}}
     info["threshold"] = threshold

@@ -228,32 +228,40 @@ class _Progress:
             self._write(header)
 
     def _load(self) -> None:
-        lines = self.path.read_text(encoding="utf-8").split("\n")
-        parsed = []
+        raw = self.path.read_bytes()
+        lines = raw.split(b"\n")
+        parsed, offset, keep = [], 0, len(raw)
         for number, line in enumerate(lines, start=1):
+            start, offset = offset, offset + len(line) + 1
             if not line.strip():
                 continue
             try:
-                parsed.append(json.loads(line))
-            except json.JSONDecodeError:
-                if number >= len(lines) - 1:  # a line cut by a killed run: that conversation is redone
-                    logger.warning("%s: ignoring a truncated last line", self.path)
+                parsed.append(json.loads(line.decode("utf-8")))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                if number >= len(lines) - 1:  # a line cut by a killed run: drop it, that conversation is redone
+                    logger.warning("%s: dropping a truncated last line", self.path)
+                    keep = start
                     continue
                 raise ProgressMismatch(f"{self.path} line {number} is not valid JSON; delete the file to start over")
         if not parsed or parsed[0].get("kind") != "gifa-progress":
             raise ProgressMismatch(f"{self.path} is not a GIFA progress file; use another --out folder")
         if parsed[0] != self.header:
             diff = sorted(k for k in set(parsed[0]) | set(self.header) if parsed[0].get(k) != self.header.get(k))
+            inner = sorted(k for k in set(parsed[0].get("config", {})) | set(self.header["config"])
+                           if parsed[0].get("config", {}).get(k) != self.header["config"].get(k))
             raise ProgressMismatch(
-                f"{self.path} was written by a run with other settings ({', '.join(diff)} differ); "
+                f"{self.path} was written by a run with other settings ({', '.join(diff + inner)} differ); "
                 f"use a new --out folder, or delete {PROGRESS_FILE} (or pass --overwrite) to start over")
         for record in parsed[1:]:
             if record["conversation_number"] not in self.records:
                 self.order.append(record["conversation_number"])
             self.records[record["conversation_number"]] = record
-        if self.path.read_bytes()[-1:] != b"\n":
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write("\n")
+        if keep < len(raw):
+            with open(self.path, "r+b") as handle:
+                handle.truncate(keep)
+        elif raw and not raw.endswith(b"\n"):
+            with open(self.path, "ab") as handle:
+                handle.write(b"\n")
 
     def _write(self, record: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:

@@ -22,11 +22,9 @@ REJECTED_NAMES = frozenset({"customer", "assistant", "user", "agent", "system", 
 # Optional bullet, then a number in one of the usual wrappers, then an optional separator.
 _NUMBERED = re.compile(
     r"""^\s*(?:[-*•+]\s+)?            # bullet before the number ("- 1. x")
-        (?:\*\*)?                     # markdown bold around the number
         (?:(?:message|msg|line)\s*)?  # "Message 1: x"
         (?:\#\s*)?                    # "#1 x"
         [(\[]?\s*([0-9]{1,4})\s*[)\]]?   # 1 / (1) / [1] / 1)
-        (?:\*\*)?
         \s*(?:[.:)\-–—=>]+\s*|\s+|$)  # separator: ". " ": " ") " " - " or plain space
         (.*)$""",
     re.IGNORECASE | re.VERBOSE,
@@ -118,6 +116,7 @@ def _split_items(text: str) -> list[tuple[int | None, str, str]]:
     for line in text.splitlines():
         if not line.strip() or line.strip().startswith("```"):
             continue
+        line = line.replace("**", "")  # markdown bold, around numbers or names, never part of either
         match = _NUMBERED.match(line)
         if match and match.group(2).strip():
             numbered.append((int(match.group(1)), match.group(2), line))

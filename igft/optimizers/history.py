@@ -30,18 +30,26 @@ class History:
         self._lock = threading.Lock()
         # Trials of an earlier run of the same search, by slot, waiting to be reused.
         self._resumable: dict[str, Trial] = {}
+        self._on_disk: set[str] = set()
 
     @classmethod
     def open(cls, path: str | Path, *, resume: bool = True) -> "History":
         """A history writing to `path`; with resume, trials already in the file are offered for reuse."""
         path = Path(path)
         history = cls(path=path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists() and resume:
             previous = cls.load(path)
             history._resumable = {t.slot: t for t in previous.trials}
-            # Rewrite the file from scratch as the search replays: reused trials are re-appended in order.
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("")  # a resumed search re-appends the reused trials in order
+            # The file keeps its finished trials (a second kill loses nothing); reused trials are not rewritten.
+            history._on_disk = set(history._resumable)
+            if len(previous) != sum(1 for line in path.read_text().splitlines() if line.strip()):
+                # A torn last line from a kill mid-write: rewrite the valid records atomically.
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text("".join(json.dumps(t.to_dict(), default=_json_default) + "\n" for t in previous.trials))
+                tmp.replace(path)
+        else:
+            path.write_text("")
         return history
 
     @classmethod
@@ -80,7 +88,7 @@ class History:
     def append(self, trial: Trial) -> None:
         with self._lock:
             self.trials.append(trial)
-            if self.path is not None:
+            if self.path is not None and trial.slot not in self._on_disk:
                 with self.path.open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(trial.to_dict(), ensure_ascii=False, default=_json_default) + "\n")
                     fh.flush()

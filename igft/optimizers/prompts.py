@@ -116,12 +116,14 @@ def format_counts(counts: dict | None) -> str:
 
 
 def format_errors(examples: Sequence[dict], limit: int = 20) -> str:
+    """One line per error example of igft.metrics (kind, both messages, their true and predicted intents)."""
     lines = []
-    for example in list(examples)[:limit]:
-        if isinstance(example, dict):
-            lines.append("- " + json.dumps(example, ensure_ascii=False))
+    for ex in list(examples)[:limit]:
+        if isinstance(ex, dict) and "message_a" in ex:
+            lines.append(f"- {ex.get('kind', 'error')}: \"{ex['message_a']}\" (true {ex.get('gold_a')}, predicted "
+                         f"{ex.get('pred_a')}) / \"{ex['message_b']}\" (true {ex.get('gold_b')}, predicted {ex.get('pred_b')})")
         else:
-            lines.append(f"- {example}")
+            lines.append("- " + (json.dumps(ex, ensure_ascii=False) if isinstance(ex, dict) else str(ex)))
     return "\n".join(lines) or "- (no errors sampled)"
 
 
