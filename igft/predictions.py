@@ -8,9 +8,10 @@ Two layouts are recognised from the header:
   conversation in file order and `count` restarts at 0 for each conversation, but the conversation
   number is not written. Alignment (`align_gifa_output`):
   1. split the rows into blocks at every `count == 0`;
-  2. match each block, in file order, to the gold conversation whose message texts agree with the
-     block's texts at the same positions most often (ties: the first unused gold conversation at or
-     after the previously matched one, then file order); a block that agrees nowhere is skipped;
+  2. match each block, in file order, to the unused gold conversation that shares the most message
+     texts with it (as multisets), then the most texts at the same positions; remaining ties go to
+     the first candidate at or after the previously matched conversation (file order wraps around);
+     a block that shares no text with any unused conversation is skipped and counted;
   3. inside the matched conversation, a row's text must equal the gold message's text (role prefix
      and whitespace normalised); it goes to the gold message at position `count` when the texts
      agree there, else to the nearest not-yet-used position with the same text; rows whose text
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +74,7 @@ def align_gifa_output(frame: pd.DataFrame, gold: Dataset, source: str = "<gifa o
     if missing:
         raise DataError(f"{source}: line 1, column {missing[0]!r}: missing; the paper's GIFA output has columns {','.join(GIFA_COLUMNS)}")
     counts = [_as_int(v, source, f"line {i + 2}", "count", "position (count)") for i, v in enumerate(frame["count"])]
+    texts, intents = frame["messages"].tolist(), frame["intent"].tolist()  # (per-row pandas access is slow)
     blocks: list[list[int]] = []
     for row, count in enumerate(counts):
         if count == 0 or not blocks:
@@ -79,29 +82,44 @@ def align_gifa_output(frame: pd.DataFrame, gold: Dataset, source: str = "<gifa o
         blocks[-1].append(row)
     gold_lines = {c.number: [_normalise(m.line) for m in c.messages] for c in gold.conversations}
     gold_order = gold.numbers
+    position_of = {n: i for i, n in enumerate(gold_order)}
+    by_number = {c.number: c for c in gold.conversations}
+    conversations_with: dict[str, list[int]] = {}
+    for number, lines in gold_lines.items():
+        for line in set(lines):
+            conversations_with.setdefault(line, []).append(number)
     result = GifaAlignment(labels={})
     used: set[int] = set()
     cursor = 0  # position in gold_order after the last matched conversation
     for b, rows in enumerate(blocks):
-        lines = [_normalise(frame["messages"].iat[r]) for r in rows]
+        lines = [_normalise(texts[r]) for r in rows]
         best, best_key = None, None
-        for offset in range(len(gold_order)):
-            number = gold_order[(cursor + offset) % len(gold_order)]
-            if number in used:
-                continue
+        while cursor < len(gold_order) and gold_order[cursor] in used:
+            cursor += 1
+        expected = gold_order[cursor] if cursor < len(gold_order) else None
+        if expected is not None and gold_lines[expected] == lines and [counts[r] for r in rows] == list(range(len(rows))):
+            candidates = {expected}  # the usual case: the next conversation, verbatim
+        else:
+            # candidates share one of the block's rarest texts (inverted index; never a scan of all
+            # conversations, and common lines such as "customer: Thanks!" do not flood the search)
+            rarest = sorted(set(lines), key=lambda line: len(conversations_with.get(line, ())))[:3]
+            candidates = {n for line in rarest for n in conversations_with.get(line, ()) if n not in used}
+        for number in candidates:
             target = gold_lines[number]
+            shared = sum((Counter(lines) & Counter(target)).values())
             agree = sum(1 for r, line in zip(rows, lines) if counts[r] < len(target) and target[counts[r]] == line)
-            if agree and (best_key is None or agree > best_key):
-                best, best_key = number, agree
+            key = (shared, agree, -((position_of[number] - cursor) % len(gold_order)))
+            if best_key is None or key > best_key:
+                best, best_key = number, key
         if best is None:
             result.unmatched_blocks.append(b)
             result.unaligned_rows += len(rows)
             continue
         used.add(best)
         result.matched.append((b, best))
-        cursor = gold_order.index(best) + 1
+        cursor = position_of[best] + 1
         target = gold_lines[best]
-        messages = gold.subset([best]).conversations[0].messages
+        messages = by_number[best].messages
         taken: set[int] = set()
         for r, line in zip(rows, lines):
             position = counts[r]
@@ -114,7 +132,7 @@ def align_gifa_output(frame: pd.DataFrame, gold: Dataset, source: str = "<gifa o
                     continue
                 choice = min(candidates, key=lambda i: abs(i - position))
             taken.add(choice)
-            intent = frame["intent"].iat[r]
+            intent = intents[r]
             if not _is_missing(intent):
                 result.labels[messages[choice].key] = str(intent).strip()
     if result.unmatched_blocks or result.unaligned_rows:

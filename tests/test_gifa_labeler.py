@@ -43,7 +43,7 @@ CONV_LINE = re.compile(r"^(\d+)\. (customer|assistant): (.*)$", re.M)
 
 def conversation_of(request):
     prompt = request.messages[-1]["content"]
-    block = prompt.split("Conversation (", 1)[1]
+    block = prompt.rsplit("Conversation (", 1)[1]
     return CONV_LINE.findall(block)
 
 
@@ -76,7 +76,7 @@ def test_labels_catalog_and_stats_with_an_oracle_lm():
     first, fourth = (r.messages[-1]["content"] for r in (lm.requests[0], lm.requests[3]))
     assert "none yet" in first
     assert "- ask_order_number" in fourth and "- report_missing_parcel" in fourth
-    assert "Answer with exactly 4 lines" in fourth
+    assert "answer with exactly 4 lines" in fourth
     assert lm.requests[0].temperature == 0.0 and lm.requests[0].max_tokens == 8 + 24 * 4
 
 

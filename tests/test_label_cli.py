@@ -32,7 +32,7 @@ def oracle(dataset):
     gold = {m.text: m.intent for m in dataset.messages}
 
     def answer(request):
-        block = request.messages[-1]["content"].split("Conversation (", 1)[1]
+        block = request.messages[-1]["content"].rsplit("Conversation (", 1)[1]
         return "\n".join(f"{i}. {gold[t]}" for i, _, t in re.findall(r"^(\d+)\. (customer|assistant): (.*)$", block, re.M))
     return answer
 

@@ -12,8 +12,20 @@ from igft.llm import CassetteLM, CompletionRequest, ask, build_embedder, build_l
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # On a shared 2-core machine, two OpenMP threads per process fighting other jobs run ~10x slower
+    # than one (measured here: 40-token forward 1.1 s vs 11 s under load); restore afterwards.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
-def smollm2():
+def smollm2(one_torch_thread):
     return build_lm("local:smollm2")
 
 

@@ -114,16 +114,16 @@ class SleepRecorder:
 
 def test_chat_retries_429_with_retry_after_then_500_then_succeeds(server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
-    server.failures = [(429, {"Retry-After": "7"}), (500, {})]
+    server.failures = [(429, {"Retry-After": "75"}), (500, {})]
     sleep = SleepRecorder()
-    lm = OpenAIChatLM("tiny-chat", base_url=server.url, sleep=sleep, backoff=0.5, max_retries=3)
+    lm = OpenAIChatLM("tiny-chat", base_url=server.url, sleep=sleep, backoff=0.5, max_backoff=30, max_retries=3)
     completion = ask(lm, "where is my order", max_tokens=20)
     assert completion.text == "echo: where is my order"
     assert completion.prompt_tokens == 4 and completion.completion_tokens == 5
     assert completion.model == "tiny-chat-0001"
     assert len(server.requests) == 3 and lm.retries == 2
-    # First wait is exactly what Retry-After asked for, the second is the exponential backoff (0.5 * 2**1).
-    assert sleep.waits == [7.0, 1.0]
+    # First wait is exactly what Retry-After asked for (even above max_backoff), then backoff 0.5 * 2**1.
+    assert sleep.waits == [75.0, 1.0]
     assert server.auth_headers == [f"Bearer {FAKE_KEY}"] * 3
     body = server.requests[-1]["body"]
     assert body["model"] == "tiny-chat" and body["max_tokens"] == 20 and body["temperature"] == 0.0
@@ -230,3 +230,40 @@ def test_request_fields_reach_the_wire(server, monkeypatch):
     body = server.requests[-1]["body"]
     assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
     assert (body["temperature"], body["max_tokens"], body["seed"], body["stop"]) == (0.7, 9, 42, ["\n\n"])
+
+
+def test_unreachable_server_retries_then_fails_clearly(monkeypatch):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    sleep = SleepRecorder()
+    lm = OpenAIChatLM("m", base_url=f"http://127.0.0.1:{port}/v1", api_key=FAKE_KEY, sleep=sleep, backoff=0.5,
+                      max_retries=2, timeout=5)
+    with pytest.raises(LLMRequestError, match="cannot reach .* after 3 attempt"):
+        ask(lm, "hi")
+    assert sleep.waits == [0.5, 1.0]
+
+
+def test_refused_key_is_not_retried(server):
+    server.failures = [(401, {})]
+    sleep = SleepRecorder()
+    lm = OpenAIChatLM("m", base_url=server.url, api_key=FAKE_KEY, sleep=sleep)
+    with pytest.raises(LLMRequestError, match="refused the API key") as info:
+        ask(lm, "hi")
+    assert FAKE_KEY not in str(info.value) and sleep.waits == []
+
+
+def test_retry_after_header_forms():
+    from email.utils import format_datetime
+    from datetime import datetime, timedelta, timezone
+
+    from igft.llm.openai_backend import _retry_after_seconds
+
+    assert _retry_after_seconds({"retry-after": "3"}) == 3.0
+    assert _retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert _retry_after_seconds({}) is None and _retry_after_seconds(None) is None
+    when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= _retry_after_seconds({"retry-after": when}) <= 30
+    assert _retry_after_seconds({"retry-after": "soon"}) is None

@@ -161,6 +161,7 @@ class PromptConfig:
     lm: str = field(default="local:smollm2", metadata={"help": "LLM spec: openai:gpt-4o-mini, openai-compatible:URL:MODEL, hf:PATH, ..."})
     mode: str = field(default="live", metadata={"help": "client mode: live, record or replay"})
     cassette: str | None = field(default=None, metadata={"help": "cassette file for record/replay"})
+    base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible endpoint for openai:MODEL specs (fine-tuned ids have colons, so they go here, not in the spec)"})
     shots: int = field(default=0, metadata={"help": "few-shot examples from the training rows (0 = zero-shot)"})
     max_tokens: int = field(default=64, metadata={"help": "answer length cap"})
     seed: int = field(default=0, metadata={"help": "seed for choosing the few-shot examples"})
@@ -189,7 +190,8 @@ class PromptClassifier(Classifier):
         if self._lm is None:
             from igft.llm.factory import build_lm
 
-            self._lm = build_lm(self.config.lm, mode=self.config.mode, cassette=self.config.cassette)
+            extra = {"base_url": self.config.base_url} if self.config.base_url else {}
+            self._lm = build_lm(self.config.lm, mode=self.config.mode, cassette=self.config.cassette, **extra)
         return self._lm
 
     def fit(self, texts, targets, val_texts=(), val_targets=()) -> dict:

@@ -13,7 +13,6 @@ tokenized separately and concatenated) in training and decoding alike.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random

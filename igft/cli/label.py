@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                       f"(default: the cassette's, else {DEFAULTS['embedder']})")
     p.add_argument("--mode", choices=("live", "record", "replay"),
                    help="live: call models; record: replay hits and record misses; replay: cassette only "
-                        "(default: replay without --data, else live)")
+                        "(default: live with --data and no --cassette, else replay)")
     p.add_argument("--cassette", help="cassette folder (lm.jsonl, embeddings.jsonl, run.json) or one .jsonl file "
                                       "(default without --data: the bundled simulated_runs/gifa)")
     p.add_argument("--out", required=True, help="output folder: labels.csv, catalog.csv, stats.json, report.json, progress")
@@ -91,7 +91,7 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
     cassette = Path(args.cassette) if args.cassette else None
     if cassette is None and not args.data:
         cassette = simulated_runs_dir() / "gifa"
-    mode = args.mode or ("live" if args.data else "replay")
+    mode = args.mode or ("live" if args.data and not args.cassette else "replay")
     if mode != "live" and cassette is None:
         raise IgftError(f"--mode {mode} needs --cassette PATH (a folder or a .jsonl file)")
     lm_path = emb_path = run_path = None

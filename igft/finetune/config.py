@@ -24,7 +24,7 @@ class FinetuneConfig:
     system_prompt: str | None = field(default=None, metadata={"help": "'plain', 'two-step', a literal prompt, or none = fits the format"})
     val_fraction: float = field(default=0.1, metadata={"help": "fraction of conversations held out for validation"})
     max_conversations: int | None = field(default=None, metadata={"help": "use only the first N conversations (quick runs)"})
-    overlength: str = field(default="trim_history", metadata={"help": "samples over max_seq_len: keep | trim_history | drop (always counted)"})
+    overlength: str = field(default="trim_history", metadata={"help": "samples over max_seq_len: keep (the trainer cuts their end) | trim_history (drop oldest turns) | drop; always counted"})
     # Model and LoRA
     model: str = field(default="smollm2", metadata={"help": "base model: 'smollm2' (bundled), a local folder or an HF id"})
     quantize: str = field(default="auto", metadata={"help": "auto (QLoRA on CUDA+bitsandbytes, fp32 on CPU) | 4bit | none"})

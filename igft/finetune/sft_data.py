@@ -140,8 +140,9 @@ def _fit_length(sample: dict[str, Any], tokenizer: Any, max_seq_len: int, policy
     if policy == "trim_history":
         messages = list(sample["messages"])
         start = 1 if messages and messages[0]["role"] == "system" else 0
-        # Remove the oldest history message while it is not the target and the sample is too long.
-        while n > max_seq_len and len(messages) - start > 1:
+        # Remove the oldest history message while the sample is too long, keeping the target and the
+        # message right before it (a reply with no context teaches nothing).
+        while n > max_seq_len and len(messages) - start > 2:
             del messages[start]
             n = count_tokens(tokenizer, messages, chat_template)
         if n <= max_seq_len:
@@ -194,10 +195,22 @@ def build_sft_data(dataset: Dataset, fmt: str = "intent+response", *, system_pro
     return SFTData(parts["train"], parts["validation"], stats)
 
 
-def to_hf_dataset(samples: Sequence[dict[str, Any]], columns: Iterable[str] | None = None) -> Any:
-    """A `datasets.Dataset` of the samples (all columns, or only `columns`)."""
+def to_prompt_completion(sample: dict[str, Any]) -> dict[str, Any]:
+    """TRL's conversational prompt/completion form: the loss then covers only the final assistant turn.
+
+    With plain `messages` and assistant-only loss, the earlier assistant turns of the history would be
+    trained on too (as plain replies, which in intent+response would teach the wrong format).
+    """
+    return {"prompt": sample["messages"][:-1], "completion": sample["messages"][-1:]}
+
+
+def to_hf_dataset(samples: Sequence[dict[str, Any]], columns: Iterable[str] | None = None,
+                  prompt_completion: bool = False) -> Any:
+    """A `datasets.Dataset` of the samples (all columns, only `columns`, or prompt/completion pairs)."""
     import datasets
-    rows = list(samples)
+    rows = [to_prompt_completion(s) for s in samples] if prompt_completion else list(samples)
+    if prompt_completion:
+        columns = None
     keep = list(columns) if columns is not None else (list(rows[0].keys()) if rows else ["messages"])
     return datasets.Dataset.from_list([{k: r[k] for k in keep} for r in rows]) if rows \
         else datasets.Dataset.from_dict({k: [] for k in keep})

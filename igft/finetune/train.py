@@ -145,7 +145,10 @@ def sft_config(config: FinetuneConfig, checkpoint_dir: Path, has_eval: bool, cud
         bf16=bf16,
         fp16=bool(cuda and not bf16),
         use_cpu=not cuda,
+        # Loss on the final assistant turn only: completion mask (prompt/completion samples) AND the
+        # {% generation %} mask of the training template (its <|im_end|> included, so the model learns to stop).
         assistant_only_loss=True,
+        completion_only_loss=True,
         # Padding-free = BFD packing of whole samples into max_seq_len rows, separated by position ids.
         packing=config.padding_free,
         packing_strategy="bfd",
@@ -163,12 +166,31 @@ def last_checkpoint(checkpoint_dir: Path) -> str | None:
     return get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
 
 
+def make_trainer(model: Any, tokenizer: Any, train_samples: list[dict[str, Any]], val_samples: list[dict[str, Any]],
+                 config: FinetuneConfig, checkpoint_dir: Path, extra_callbacks: list[Any] | None = None) -> Any:
+    """An SFTTrainer over prompt/completion samples (tokenizer must carry the training chat template)."""
+    import torch
+    from transformers import EarlyStoppingCallback
+    from trl import SFTTrainer
+
+    args = sft_config(config, checkpoint_dir, has_eval=bool(val_samples), cuda=torch.cuda.is_available())
+    callbacks = list(extra_callbacks or [])
+    if args.load_best_model_at_end:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=to_hf_dataset(train_samples, prompt_completion=True),
+        eval_dataset=to_hf_dataset(val_samples, prompt_completion=True) if val_samples else None,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
 def train(config: FinetuneConfig, dataset: Dataset | None = None) -> TrainResult:
     """Fine-tune `config.model` with LoRA on the SFT samples of `dataset` (or `config.data`)."""
-    import torch
     from peft import get_peft_model
-    from transformers import EarlyStoppingCallback, set_seed
-    from trl import SFTTrainer
+    from transformers import set_seed
 
     config.validate()
     out = Path(config.output_dir)
@@ -193,26 +215,18 @@ def train(config: FinetuneConfig, dataset: Dataset | None = None) -> TrainResult
 
     peft_model = get_peft_model(model, make_lora_config(config.lora_r, config.lora_alpha, config.lora_dropout,
                                                         config.use_rslora, config.target_modules))
-    cuda = torch.cuda.is_available()
-    args = sft_config(config, checkpoint_dir, has_eval=bool(data.validation), cuda=cuda)
-    callbacks = [_log_callback(out / "train_log.jsonl")]
-    if args.load_best_model_at_end:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    trainer = SFTTrainer(
-        model=peft_model,
-        args=args,
-        train_dataset=to_hf_dataset(data.train, ["messages"]),
-        eval_dataset=to_hf_dataset(data.validation, ["messages"]) if data.validation else None,
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
+    trainer = make_trainer(peft_model, tokenizer, data.train, data.validation, config, checkpoint_dir,
+                           extra_callbacks=[_log_callback(out / "train_log.jsonl")])
     resume_from = last_checkpoint(checkpoint_dir) if config.resume else None
     if resume_from:
         logger.info("resuming from %s", resume_from)
     train_output = trainer.train(resume_from_checkpoint=resume_from)
     metrics = dict(train_output.metrics)
-    if data.validation:
-        metrics.update(trainer.evaluate())
+    evals = [r for r in trainer.state.log_history if "eval_loss" in r]
+    if data.validation and (not evals or evals[-1].get("step") != trainer.state.global_step):
+        metrics.update(trainer.evaluate())  # the last step was not an evaluation step
+    elif evals:
+        metrics.update({k: v for k, v in evals[-1].items() if k.startswith("eval_")})
 
     adapter_dir = out / "adapter"
     trainer.model.save_pretrained(adapter_dir)

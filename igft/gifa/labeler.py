@@ -31,7 +31,7 @@ from igft.errors import IgftError
 from igft.gifa.catalog import IntentCatalog, RetrievalIndex
 from igft.gifa.descriptions import describe_intents
 from igft.gifa.parser import ParseError, parse_intents
-from igft.gifa.prompts import METHODS, SEED_INSTRUCTION, KnownIntent, build_labeling_prompt
+from igft.gifa.prompts import METHODS, ROLE_STOP, SEED_INSTRUCTION, KnownIntent, build_labeling_messages
 from igft.labeling import LabelingResult
 from igft.llm.base import Completion, CompletionRequest, Embedder, LM
 
@@ -62,6 +62,8 @@ class GifaConfig:
     max_retries: int = field(default=2, metadata={"help": f"retries after an unusable answer (0..{MAX_RETRIES_LIMIT}); then the conversation is recorded as failed"})
     tokens_per_message: int = field(default=24, metadata={"help": "completion budget per message line; a request asks for 8 + this x messages tokens"})
     max_tokens: int = field(default=1024, metadata={"help": "upper bound on the completion tokens of one request"})
+    worked_example: bool = field(default=True, metadata={"help": "show a short worked example of the answer format (helps small open models)"})
+    stop_on_role_prefix: bool = field(default=True, metadata={"help": "stop generation at 'customer:' / 'assistant:' so a model copying the conversation fails fast"})
     window: int = field(default=1, metadata={"help": "conversations labeled concurrently against one snapshot (1 = the paper's sequential algorithm)"})
     seed: int = field(default=0, metadata={"help": "seed sent with every request (sampling at temperature > 0 is seeded)"})
     embed_batch_size: int = field(default=256, metadata={"help": "texts per embedder call when embedding all messages up front"})
@@ -152,7 +154,7 @@ class _State:
         self.index.add([m.key for m in conversation.messages], outcome.labels)
 
 
-def _label_one(conversation: Conversation, prompt: str, known_names: frozenset[str], lm: LM,
+def _label_one(conversation: Conversation, messages: tuple[dict, ...], known_names: frozenset[str], lm: LM,
                config: GifaConfig) -> ConversationOutcome:
     """Call, parse, retry; then (method general) describe intents new to the snapshot."""
     outcome = ConversationOutcome(number=conversation.number, labels=None)
@@ -162,8 +164,9 @@ def _label_one(conversation: Conversation, prompt: str, known_names: frozenset[s
         return outcome
     errors = []
     for attempt in range(config.max_retries + 1):
-        request = CompletionRequest.from_prompt(prompt, temperature=config.attempt_temperature(attempt),
-                                                max_tokens=config.request_max_tokens(n), seed=config.seed)
+        request = CompletionRequest(messages=messages, temperature=config.attempt_temperature(attempt),
+                                    max_tokens=config.request_max_tokens(n), seed=config.seed,
+                                    stop=ROLE_STOP if config.stop_on_role_prefix else None)
         completion = lm.complete(request)
         outcome.count(completion)
         outcome.attempts = attempt + 1
@@ -331,7 +334,8 @@ def label_dataset(dataset: Dataset, lm: LM, embedder: Embedder, config: GifaConf
             window = todo[start:start + config.window]
             # The snapshot: every prompt of this window is built before any of its answers is merged.
             known_names = frozenset(state.catalog.names)
-            prompts = [build_labeling_prompt(config.instruction, c, config.method, state.known(c)) for c in window]
+            prompts = [build_labeling_messages(config.instruction, c, config.method, state.known(c),
+                                               worked_example=config.worked_example) for c in window]
             if pool is None:
                 futures = None
                 results = [_label_one(window[0], prompts[0], known_names, lm, config)]

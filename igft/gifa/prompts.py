@@ -1,4 +1,4 @@
-"""The text GIFA sends: instruction, output protocol, known intents to reuse, numbered conversation.
+"""The messages GIFA sends: instruction, output protocol, known intents to reuse, numbered conversation.
 
 Only `instruction` is what the prompt-search backbones tune; the protocol, the known-intent section and
 the conversation block are fixed here so that every instruction is parsed the same way.
@@ -12,6 +12,10 @@ from igft.data import Conversation
 
 METHODS = ("name", "example", "general")
 
+# Generation stops here: an answer that follows the protocol never contains a role prefix, while a model
+# that copies the conversation instead of labeling it is cut after a few tokens (it fails either way).
+ROLE_STOP = ("customer:", "assistant:")
+
 SEED_INSTRUCTION = (
     "Read the customer-support conversation below and name the purpose of every message: what the "
     "customer wants, reports or answers, or what the assistant does in reply (asks, informs, confirms, "
@@ -21,16 +25,25 @@ SEED_INSTRUCTION = (
     "intent exactly as written; invent a new intent only when none of them fits."
 )
 
-# The one output format the parser is built for; a request carries the exact number of lines wanted.
+# The one output format the parser is built for; the last message repeats the exact line count wanted.
 OUTPUT_PROTOCOL = (
-    "Answer with exactly {n} lines, one per message, in the order of the messages, and nothing else.\n"
-    "Each line is the message number, a dot, a space and the intent in snake_case (lowercase words "
-    "joined by underscores), for example:\n"
-    "1. {example_a}\n"
-    "2. {example_b}"
+    "Answer with one line per message, in the order of the messages, and nothing else. Each line is the "
+    "message number, a dot, a space and the intent in snake_case (lowercase words joined by underscores), "
+    "for example `2. ask_preferred_time`."
 )
 
-NO_KNOWN_INTENTS = "Known intents: none yet (this is the first conversation); create the intents you need."
+# A worked example, sent as a previous user/assistant exchange, from a domain the bundled toy data does
+# not cover (restaurant bookings) so it shows the format without suggesting any toy intent. Small open
+# models follow the format far more often with it; turn it off with GifaConfig(worked_example=False).
+EXAMPLE_CONVERSATION = (
+    "1. customer: Hi, can I book a table for four tonight?\n"
+    "2. assistant: Of course. What time would you like?\n"
+    "3. customer: Around 8 pm, please.\n"
+    "4. assistant: Done, your table for four is booked at 8 pm."
+)
+EXAMPLE_ANSWER = "1. request_table_booking\n2. ask_preferred_time\n3. provide_preferred_time\n4. confirm_booking"
+
+NO_KNOWN_INTENTS = "Known intents: none yet; create the intents you need."
 
 
 @dataclass(frozen=True)
@@ -68,22 +81,29 @@ def known_intents_section(method: str, intents: Sequence[KnownIntent]) -> str:
     return "\n".join(lines)
 
 
-def output_protocol(n_messages: int) -> str:
-    """The output format for a conversation of n messages."""
-    return OUTPUT_PROTOCOL.format(n=n_messages, example_a="greet_customer", example_b="report_missing_delivery")
-
-
-def build_labeling_prompt(instruction: str, conversation: Conversation, method: str,
-                          known: Sequence[KnownIntent]) -> str:
-    """The whole user prompt for one conversation."""
+def conversation_message(conversation: Conversation, known_section: str) -> str:
+    """The final user message: known intents, the numbered conversation, the exact line count."""
     n = len(conversation.messages)
     return "\n\n".join([
-        instruction.strip(),
-        output_protocol(n),
-        known_intents_section(method, known),
+        known_section,
         f"Conversation ({n} messages):\n{format_conversation(conversation)}",
-        f"Intents ({n} lines):",
+        f"Label all {n} messages: answer with exactly {n} lines.",
     ])
+
+
+def build_labeling_messages(instruction: str, conversation: Conversation, method: str,
+                            known: Sequence[KnownIntent], *, worked_example: bool = True) -> tuple[dict, ...]:
+    """The chat messages for one conversation: system (instruction + protocol), optional worked
+    example as a user/assistant exchange, then the conversation to label."""
+    messages = [{"role": "system", "content": f"{instruction.strip()}\n\n{OUTPUT_PROTOCOL}"}]
+    if worked_example:
+        messages += [
+            {"role": "user", "content": f"{NO_KNOWN_INTENTS}\n\nConversation (4 messages):\n{EXAMPLE_CONVERSATION}\n\n"
+                                        "Label all 4 messages: answer with exactly 4 lines."},
+            {"role": "assistant", "content": EXAMPLE_ANSWER},
+        ]
+    messages.append({"role": "user", "content": conversation_message(conversation, known_intents_section(method, known))})
+    return tuple(messages)
 
 
 def build_description_prompt(new_intents: Mapping[str, Sequence[str]]) -> str:

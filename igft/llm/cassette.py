@@ -113,7 +113,7 @@ class CassetteFile:
                 record = json.loads(line.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError):
                 stripped = line.strip()
-                if stripped.startswith(b"{") and not stripped.endswith(b"}"):
+                if stripped.startswith(b"{"):
                     # A line torn by a run killed mid-write (a resumed run appends after it on a new
                     # line): everything else is intact, so skip it rather than lose the cassette.
                     logger.warning("%s: ignoring truncated line %d (run killed while recording?)",

@@ -21,6 +21,7 @@ from igft.llm.base import Completion, CompletionRequest
 
 logger = logging.getLogger(__name__)
 
+MAX_RETRY_AFTER = 600.0  # seconds; longer Retry-After values are treated as this
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 # Local servers (vLLM, Ollama, llama.cpp) accept any key; the SDK insists on a non-empty one.
 PLACEHOLDER_KEY = "sk-no-key-needed"
@@ -50,9 +51,10 @@ def _retry_after_seconds(headers: Any) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is None:
-            return None
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None  # unparseable: fall back to exponential backoff
         return max(0.0, parsed.timestamp() - time.time())
 
 
@@ -119,8 +121,9 @@ class _OpenAIClient:
                 raise LLMRequestError(f"{self.model}: {what} still failing ({reason}) after {attempt + 1} "
                                       f"attempt(s); try later, lower --max-concurrency, or use --mode replay")
             if wait is None:
-                wait = self.backoff * (2 ** attempt)
-            wait = min(wait, self.max_backoff)
+                wait = min(self.backoff * (2 ** attempt), self.max_backoff)
+            else:  # the server's Retry-After wins over our backoff, within a sanity cap
+                wait = min(wait, MAX_RETRY_AFTER)
             attempt += 1
             with self._count_lock:
                 self.retries += 1

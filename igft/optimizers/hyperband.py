@@ -119,10 +119,9 @@ def hyperband_search(ctx: SearchContext, config: HyperbandConfig | None = None, 
             warm = tuple(t.instruction for t in _distinct_best(previous, population)) if r_index else ()
             see_config = replace(config.see, population_size=population, r=conversations, warm_start=warm)
             start = len(ctx.history)
-            final = see_search(ctx, see_config, embedder=embedder, prefix=f"hyperband/b{b}/r{r_index}")
+            final = see_search(ctx, see_config, embedder=embedder, prefix=f"hyperband/b{b}/r{r_index}",
+                               meta={"bracket": b, "round": r_index, "population": population})
             round_trials = ctx.history.trials[start:]
-            for trial in round_trials:
-                trial.meta.update({"bracket": b, "round": r_index, "population": population})
             previous = round_trials or final
             best = max((t.objective for t in round_trials), default=float("nan"))
             summaries.append({"bracket": b, "round": r_index, "population": population, "conversations": conversations,

@@ -170,9 +170,12 @@ class _Stopper:
         return self.stale >= self.tolerance
 
 
-def see_search(ctx: SearchContext, config: SEEConfig | None = None, *, embedder=None, prefix: str = "see") -> list[Trial]:
-    """Run SEE; trials are recorded in ctx.history. Returns the final population (best first)."""
+def see_search(ctx: SearchContext, config: SEEConfig | None = None, *, embedder=None, prefix: str = "see",
+               meta: dict | None = None) -> list[Trial]:
+    """Run SEE; trials are recorded in ctx.history (with `meta` added to each). Returns the final population (best first)."""
     config = config or SEEConfig()
+    if meta:
+        ctx = _with_meta(ctx, meta)
     population = _initialise(ctx, config, prefix)
     for phase in config.phases:
         if phase == "init" or not population or not ctx.check_trials_left():
@@ -186,6 +189,21 @@ def see_search(ctx: SearchContext, config: SEEConfig | None = None, *, embedder=
         else:
             raise ValueError(f"unknown SEE phase {phase!r}; use init, feedback, global, semantic")
     return sorted(population, key=lambda t: (-t.objective, t.id))
+
+
+class _with_meta:
+    """A view of a SearchContext that tags every candidate it evaluates with extra meta (e.g. Hyperband bracket/round)."""
+
+    def __init__(self, ctx: SearchContext, meta: dict):
+        self._ctx, self._meta = ctx, dict(meta)
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+    def evaluate(self, candidates):
+        for cand in candidates:
+            cand.meta = {**self._meta, **cand.meta}
+        return self._ctx.evaluate(candidates)
 
 
 def _initialise(ctx: SearchContext, config: SEEConfig, prefix: str) -> list[Trial]:

@@ -1,0 +1,27 @@
+"""The recorded SmolLM2 toy runs under simulated_runs/ replay with no model, no key, no network —
+and give identical histories at concurrency 1 and 4."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from igft.cli import main
+from igft.resources import simulated_runs_dir
+
+RECORDED = ["random", "greedy", "see", "hyperband-see"]
+
+
+@pytest.mark.parametrize("algo", RECORDED)
+def test_recorded_run_replays_identically_at_concurrency_1_and_4(tmp_path, algo, capsys):
+    folder = simulated_runs_dir() / algo.replace("-", "_")
+    assert (folder / "lm.jsonl").is_file() and (folder / "run.json").is_file()
+    for concurrency in (1, 4):
+        out = tmp_path / f"c{concurrency}"
+        assert main(["optimize", "--algo", algo, "--mode", "replay", "--out", str(out),
+                     "--concurrency", str(concurrency)]) == 0
+    one = (tmp_path / "c1" / "history.jsonl").read_text()
+    assert one == (tmp_path / "c4" / "history.jsonl").read_text()
+    result = json.loads((tmp_path / "c1" / "result.json").read_text())
+    assert result["live_calls"] == 0 and result["trials"] >= 3 and result["llm_calls"] > 0
+    assert result["trials"] == len(one.splitlines())
