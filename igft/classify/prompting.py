@@ -44,8 +44,15 @@ def match_label(value: str, labels: Sequence[str]) -> str | None:
     by_norm = {_normalise(label): label for label in labels}
     if norm in by_norm:
         return by_norm[norm]
-    contained = [label for label in labels if _normalise(label) and _normalise(label) in norm]
+    lowered = value.lower()
+    contained = [label for label in labels if _label_pattern(label).search(lowered)]
     return max(contained, key=len) if contained else None
+
+
+def _label_pattern(label: str) -> "re.Pattern":
+    """The label as a whole word, with _ - and space interchangeable ('late checkout' finds late_checkout)."""
+    parts = [re.escape(p) for p in re.split(r"[_\-\s]+", label.lower()) if p]
+    return re.compile(r"(?<![0-9a-zäöüß])" + r"[_\-\s]+".join(parts) + r"(?![0-9a-zäöüß])")
 
 
 def parse_answer(text: str, schema: TaskSchema) -> tuple[dict[str, str | None], bool]:

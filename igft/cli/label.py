@@ -194,9 +194,12 @@ def _write_run_file(settings: dict, config, dataset) -> None:
     """Store the recorded run's settings beside its cassette so a replay sends the same requests."""
     path: Path = settings["run_file"]
     path.parent.mkdir(parents=True, exist_ok=True)
+    from igft.resources import toy_conversations_path
+
     data = settings["data"]
+    is_toy = data == TOY_DATA or Path(data).resolve() == toy_conversations_path().resolve()
     record = {"labeler": "gifa", "llm": settings["llm"], "embedder": settings["embedder"],
-              "data": data if data == TOY_DATA else str(data), "max_conversations": settings["max_conversations"],
+              "data": TOY_DATA if is_toy else str(data), "max_conversations": settings["max_conversations"],
               "gifa": asdict(config)}
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
