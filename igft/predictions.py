@@ -8,10 +8,11 @@ Two layouts are recognised from the header:
   conversation in file order and `count` restarts at 0 for each conversation, but the conversation
   number is not written. Alignment (`align_gifa_output`):
   1. split the rows into blocks at every `count == 0`;
-  2. match each block, in file order, to the unused gold conversation that shares the most message
-     texts with it (as multisets), then the most texts at the same positions; remaining ties go to
-     the first candidate at or after the previously matched conversation (file order wraps around);
-     a block that shares no text with any unused conversation is skipped and counted;
+  2. match each block, in file order: when it is verbatim the next unused gold conversation (texts
+     and positions), take that one; otherwise, among the unused conversations that contain one of the
+     block's three rarest texts, take the one sharing the most texts with it (as multisets), then the
+     most texts at the same positions, then the first at or after the previously matched
+     conversation (file order wraps around); a block with no candidate is skipped and counted;
   3. inside the matched conversation, a row's text must equal the gold message's text (role prefix
      and whitespace normalised); it goes to the gold message at position `count` when the texts
      agree there, else to the nearest not-yet-used position with the same text; rows whose text
@@ -126,11 +127,11 @@ def align_gifa_output(frame: pd.DataFrame, gold: Dataset, source: str = "<gifa o
             if position < len(target) and target[position] == line and position not in taken:
                 choice = position
             else:
-                candidates = [i for i, g in enumerate(target) if g == line and i not in taken]
-                if not candidates:
+                same_text = [i for i, g in enumerate(target) if g == line and i not in taken]
+                if not same_text:
                     result.unaligned_rows += 1
                     continue
-                choice = min(candidates, key=lambda i: abs(i - position))
+                choice = min(same_text, key=lambda i: abs(i - position))
             taken.add(choice)
             intent = intents[r]
             if not _is_missing(intent):

@@ -142,7 +142,6 @@ def test_representatives_are_members_closest_to_centroid(dataset):
 
 
 def test_outputs_match_gifa_layout(dataset, tmp_path):
-    pytest.importorskip("igft.metrics", reason="report.json needs igft.metrics")
     from igft.labeling import write_outputs
 
     result = label_with("embeddings", dataset, embedder=HashingEmbedder())
@@ -193,20 +192,34 @@ def test_hybrid_calls_scale_with_clusters_not_messages():
     assert counts[0] == counts[1] == 6
 
 
-def test_hybrid_uses_llm_names_and_merges_same_names(dataset):
+def _majority_gold_namer(dataset: Dataset, rename: dict | None = None):
     def namer(request):
         gold = _gold_of_shown(request, dataset)
-        # Name by the majority gold intent, but call both assistant intents "help_customer": same name = merged.
-        name = max(set(gold), key=gold.count)
-        if name in ("explain_policy", "offer_reset_link"):
-            name = "help_customer"
+        name = max(sorted(set(gold)), key=gold.count)
+        name = (rename or {}).get(name, name)
         return json.dumps({"intent": name, "description": f"the {name} intent"})
+    return namer
 
-    result = label_with("hybrid", dataset, embedder=HashingEmbedder(), lm=ScriptedLM(namer), allow_merge=False)
-    assert set(result.labels.values()) == {"track_order", "refund_request", "login_problem", "ask_order_number",
-                                           "help_customer"}
+
+def test_hybrid_merges_similar_clusters_named_alike(dataset):
+    # kmeans with k=12 over-splits the 6 intents; the LLM gives the fragments of one intent one name.
+    over = label_with("embeddings", dataset, embedder=HashingEmbedder(), method="kmeans", n_clusters=12)
+    result = label_with("hybrid", dataset, embedder=HashingEmbedder(), lm=ScriptedLM(_majority_gold_namer(dataset)),
+                        method="kmeans", n_clusters=12, allow_merge=False)
+    assert over.stats["n_intents"] == 12
+    assert set(result.labels.values()) == set(m.intent for m in dataset.messages)
+    assert ami(dataset, result) > 0.95
     row = result.catalog[result.catalog.intent == "track_order"].iloc[0]
     assert row.description == "the track_order intent"
+
+
+def test_hybrid_does_not_merge_far_apart_namesakes(dataset):
+    # A model that gives two unrelated intents the same name must not collapse them.
+    namer = _majority_gold_namer(dataset, {"explain_policy": "help_customer", "offer_reset_link": "help_customer"})
+    result = label_with("hybrid", dataset, embedder=HashingEmbedder(), lm=ScriptedLM(namer), allow_merge=False)
+    assert {"help_customer", "help_customer_2"} <= set(result.labels.values())
+    assert result.stats["renamed_namesakes"] == 1
+    assert ami(dataset, result) > 0.95
 
 
 def test_hybrid_splits_a_mixed_cluster(dataset):
@@ -289,3 +302,59 @@ def test_reply_parsers():
         == ("name", ("a_x", None))
     assert parse_naming_reply("customer: hello", 3) is None
     assert parse_yes_no("Yes, same.") is True and parse_yes_no("no") is False and parse_yes_no("maybe") is None
+
+
+# --- threshold choice without gold labels --------------------------------------------------------
+
+def test_auto_criterion_uses_silhouette_on_separated_groups_and_neighbors_otherwise(dataset):
+    separated = label_with("embeddings", dataset, embedder=HashingEmbedder())
+    assert separated.stats["threshold_search"]["criterion"] == "silhouette"
+    assert separated.stats["threshold_search"]["best_silhouette"] >= 0.25
+
+    # Random words: no group structure at all, so the silhouette is not trusted.
+    rng = random.Random(1)
+    vocabulary = [f"w{i}" for i in range(400)]
+    conversations = [Conversation(n, tuple(Message(n, i, "customer" if i % 2 == 0 else "assistant",
+                                                   " ".join(rng.sample(vocabulary, 6)), "x")
+                                           for i in range(4))) for n in range(20)]
+    noise = Dataset(conversations, "noise")
+    result = label_with("embeddings", noise, embedder=HashingEmbedder())
+    assert result.stats["threshold_search"]["criterion"] == "neighbors"
+
+
+def test_neighbor_threshold_is_the_quantile_of_nearest_neighbour_distances():
+    from igft.discover.clustering import cosine_distance_matrix, neighbor_threshold
+
+    vectors = np.eye(4)[[0, 0, 1, 2]] * 1.0
+    vectors[1] = np.array([0.8, 0.6, 0, 0])  # cosine distance 0.2 to row 0
+    dist = cosine_distance_matrix(vectors)
+    nearest = np.array([0.2, 0.2, 0.4, 1.0])  # rows 2, 3: row 1 is 0.4 away from row 2 (0.6 similarity)
+    assert np.allclose(np.sort(np.where(np.eye(4, dtype=bool), np.inf, dist).min(axis=1)), np.sort(nearest))
+    assert neighbor_threshold(dist, 0.5) == pytest.approx(np.quantile(nearest, 0.5))
+
+
+def test_cross_role_pairs_are_never_merged():
+    from igft.discover.clustering import average_linkage, cosine_distance_matrix, cut_tree
+
+    vectors = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    dist = cosine_distance_matrix(vectors, ["customer", "assistant", "customer"])
+    labels = cut_tree(average_linkage(dist), 3, threshold=1.5)
+    assert labels[0] != labels[1]  # identical texts, but different roles
+
+
+def test_hdbscan_noise_becomes_singletons(dataset):
+    result = label_with("embeddings", dataset, embedder=HashingEmbedder(), method="hdbscan", min_cluster_size=5)
+    assert len(result.labels) == dataset.n_messages
+    assert ami(dataset, result) > 0.5
+
+
+def test_igft_label_cli_runs_the_embedding_labeler(dataset, tmp_path):
+    from igft.cli import main
+
+    data = dataset.save(tmp_path / "data.csv")
+    code = main(["label", "--data", str(data), "--labeler", "embeddings", "--embedder", "hashing", "--mode", "live",
+                 "--out", str(tmp_path / "out"), "--option", "method=kmeans", "--option", "n_clusters=6",
+                 "--no-progress"])
+    assert code == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["n_pred_intents"] == 6 and report["AMI"] > 0.9

@@ -293,3 +293,23 @@ def test_method_general_describes_new_intents_once():
     later = [r.messages[-1]["content"] for r in lm.requests if "Conversation (" in r.messages[-1]["content"]][-1]
     assert "- ask_order_number: what ask_order_number means" in later
     assert result.stats["calls"] == len(lm.requests) == 6
+
+
+def test_description_answers_are_parsed_leniently():
+    from igft.gifa.descriptions import parse_descriptions
+
+    text = ("Here you go:\n1. report_double_charge: the customer says a payment was taken twice\n"
+            "- `confirm_refund` - the assistant confirms money was returned\n"
+            "unknown_intent: not asked for\nthank_and_close: thanks and ends the chat")
+    got = parse_descriptions(text, ["report_double_charge", "confirm_refund", "ask_order_number", "thank_and_close"])
+    assert got == {"report_double_charge": "the customer says a payment was taken twice",
+                   "confirm_refund": "the assistant confirms money was returned",
+                   "thank_and_close": "thanks and ends the chat"}
+
+
+def test_method_general_survives_a_useless_description_answer():
+    ds = make_dataset(2)
+    answer = oracle(ds)
+    lm = ScriptedLM(lambda r: "???" if "Conversation (" not in r.messages[-1]["content"] else answer(r))
+    result = label_dataset(ds, lm, HashingEmbedder(), GifaConfig(method="general"), progress=False)
+    assert len(result.labels) == ds.n_messages and set(result.catalog["description"]) == {""}

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from igft.data import Dataset
 from igft.discover.embedding import (Clustering, DiscoveryConfigError, EmbeddingLabelerConfig, build_catalog,
@@ -63,7 +64,8 @@ class HybridConfig:
     allow_split: bool = field(default=True, metadata={"help": "let the LLM split a cluster it finds mixed"})
     allow_merge: bool = field(default=True, metadata={"help": "ask the LLM whether neighbouring clusters are one intent"})
     merge_similarity: float = field(default=0.5, metadata={
-        "help": "centroid cosine similarity above which two clusters are a merge candidate"})
+        "help": "centroid cosine similarity above which two clusters are a merge candidate (and above which "
+                "two clusters the LLM named alike are merged)"})
     max_merge_checks: int | None = field(default=None, metadata={
         "help": "cap on yes/no merge calls (default: the number of clusters)"})
     max_tokens: int = field(default=200, metadata={"help": "completion tokens per naming call"})
@@ -179,11 +181,12 @@ class _Group:
     description: str | None = None
 
 
-def _name_groups(clusters: Clustering, call: _Caller, config: HybridConfig) -> tuple[list[_Group], dict]:
+def _name_groups(clusters: Clustering, call: _Caller, config: HybridConfig,
+                 progress: bool = False) -> tuple[list[_Group], dict]:
     """One naming call per embedding cluster; a split reply turns one cluster into several groups."""
     groups: list[_Group] = []
     counts = {"splits": 0, "fallback_names": 0}
-    for members in clusters.members():
+    for members in tqdm(clusters.members(), desc="naming clusters", disable=not progress):
         shown = representatives(clusters.vectors, members, config.n_shown)
         role = "/".join(sorted({clusters.messages[i].role for i in members}))
         prompt = NAMING_PROMPT.format(role=role, shown=len(shown), total=len(members),
@@ -211,21 +214,31 @@ def _name_groups(clusters: Clustering, call: _Caller, config: HybridConfig) -> t
     return groups, counts
 
 
-def _merge_same_names(groups: list[_Group]) -> list[_Group]:
-    """Groups the LLM gave the same name are one intent (a label is its name)."""
-    merged: dict[str, _Group] = {}
+def _merge_same_names(groups: list[_Group], vectors: np.ndarray, min_similarity: float) -> tuple[list[_Group], int]:
+    """Groups the LLM gave the same name are one intent (a label is its name) -- when their centroids
+    are at least `min_similarity` alike. A model that calls everything `report_problem` must not
+    collapse the labeling: a far-apart namesake gets a numbered name instead."""
     out: list[_Group] = []
+    by_name: dict[str, list[_Group]] = {}
+    renamed = 0
     for g in groups:
         if g.name is None:
             out.append(g)
-        elif g.name in merged:
-            first = merged[g.name]
-            first.members = np.sort(np.concatenate([first.members, g.members]))
-            first.description = first.description or g.description
-        else:
-            merged[g.name] = g
-            out.append(g)
-    return out
+            continue
+        centroid = _unit(vectors[g.members].mean(axis=0))
+        target = next((h for h in by_name.get(g.name, [])
+                       if float(centroid @ _unit(vectors[h.members].mean(axis=0))) >= min_similarity), None)
+        if target is not None:
+            target.members = np.sort(np.concatenate([target.members, g.members]))
+            target.description = target.description or g.description
+            continue
+        namesakes = by_name.setdefault(g.name, [])
+        namesakes.append(g)
+        if len(namesakes) > 1:
+            g.name = f"{g.name}_{len(namesakes)}"
+            renamed += 1
+        out.append(g)
+    return out, renamed
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -313,9 +326,9 @@ def label_hybrid(dataset: Dataset, embedder: Embedder, lm: LM, config: HybridCon
     start = time.perf_counter()
     clusters = cluster_dataset(dataset, embedder, config.embedding, seed=seed, progress=progress)
     call = _Caller(lm, config, seed)
-    groups, counts = _name_groups(clusters, call, config)
+    groups, counts = _name_groups(clusters, call, config, progress)
     n_proposed = int(clusters.cluster_ids.max()) + 1 if len(clusters.cluster_ids) else 0
-    groups = _merge_same_names(groups)
+    groups, counts["renamed_namesakes"] = _merge_same_names(groups, clusters.vectors, config.merge_similarity)
     merges = 0
     if config.allow_merge:
         display = _final_names(groups, clusters, config.embedding.name_words)

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _THINK_OPEN = re.compile(r"<think>.*\Z", re.DOTALL | re.IGNORECASE)
-_INTENTS_HEADER = re.compile(r"^\s*\**\s*intents?\s*\**\s*:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
-_RESPONSES_HEADER = re.compile(r"^\s*\**\s*responses?\s*\**\s*:\s*", re.IGNORECASE | re.MULTILINE)
+# Headers may be bold (**Intents:**); `[ \t]` keeps a match on one line.
+_INTENTS_HEADER = re.compile(r"^[ \t]*\**[ \t]*intents?[ \t]*\**[ \t]*:[ \t]*\**[ \t]*(.*)$", re.IGNORECASE | re.MULTILINE)
+_RESPONSES_HEADER = re.compile(r"^[ \t]*\**[ \t]*responses?[ \t]*\**[ \t]*:[ \t]*\**[ \t]*\n?", re.IGNORECASE | re.MULTILINE)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
 
 

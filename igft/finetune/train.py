@@ -153,7 +153,7 @@ def sft_config(config: FinetuneConfig, checkpoint_dir: Path, has_eval: bool, cud
         packing=config.padding_free,
         packing_strategy="bfd",
         max_length=config.max_seq_len,
-        gradient_checkpointing=config.gradient_checkpointing,
+        **({"gradient_checkpointing": True} if config.gradient_checkpointing else {}),
         report_to=[],
         disable_tqdm=False,
         dataloader_num_workers=0,

@@ -113,6 +113,7 @@ class MeteredLM:
         self.model = getattr(lm, "model", "lm")
         self.cost = cost
         self.budget = budget
+        self._lock = threading.Lock()  # a labeler may call from several threads (GIFA window > 1)
 
     def complete(self, request: CompletionRequest) -> Completion:
         if self.budget is not None:
@@ -121,9 +122,10 @@ class MeteredLM:
             if reason and not reason.startswith("trial"):
                 raise BudgetExhausted(reason)
         completion = self.lm.complete(request)
-        self.cost.calls += 1
-        self.cost.tokens += completion.prompt_tokens + completion.completion_tokens
-        self.cost.live_calls += 0 if completion.cached else 1
+        with self._lock:
+            self.cost.calls += 1
+            self.cost.tokens += completion.prompt_tokens + completion.completion_tokens
+            self.cost.live_calls += 0 if completion.cached else 1
         if self.budget is not None:
             self.budget.charge(completion)
         return completion
