@@ -109,11 +109,13 @@ def paper_gifa_rows(data: Path) -> list[dict]:
             continue
         hist = pd.read_csv(path)
         predicted = hist["predicted_clusters"].astype(str).map(lambda v: v.strip("[]").split())
-        hist = hist[predicted.map(len) == n_messages]  # Hyperband also scores prompts on subsets
+        # Hyperband also scores prompts on subsets; the paper's full evaluations cover 237 of the 239 messages.
+        hist = hist[predicted.map(len) >= 0.95 * n_messages]
         if hist.empty:
             continue
         for tag, row in (("first", hist.iloc[0]), ("best", hist.loc[hist["ami_x_nca"].idxmax()])):
-            rows.append({"labeler": f"paper GIFA gpt-4o, {run} {tag} prompt (recorded)", "AMI": row["score_ami"],
+            rows.append({"labeler": f"paper GIFA gpt-4o, {run} {tag} prompt (recorded, {len(predicted[row.name])} msgs)",
+                         "AMI": row["score_ami"],
                          "NCA": row["score_nca"], "AMI_x_NCA": row["ami_x_nca"], "ARI": np.nan, "ACC": np.nan,
                          "intents": len(set(predicted[row.name])), "gold": np.nan, "calls": np.nan, "seconds": np.nan})
     return rows

@@ -358,3 +358,23 @@ def test_igft_label_cli_runs_the_embedding_labeler(dataset, tmp_path):
     assert code == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["n_pred_intents"] == 6 and report["AMI"] > 0.9
+
+
+def test_hybrid_constant_name_from_a_weak_model_does_not_collapse_the_labels(dataset):
+    plain = label_with("embeddings", dataset, embedder=HashingEmbedder())
+    result = label_with("hybrid", dataset, embedder=HashingEmbedder(),
+                        lm=ScriptedLM(lambda r: "No" if "Group B" in r.messages[-1]["content"] else '{"intent": "report_problem"}'))
+    assert result.stats["n_intents"] == plain.stats["n_intents"]
+    _, ours = gold_and_pred(dataset, result)
+    _, theirs = gold_and_pred(dataset, plain)
+    assert adjusted_mutual_info_score(ours, theirs) == pytest.approx(1.0)
+    assert all(is_snake_case(n) for n in result.catalog["intent"])
+
+
+def test_too_many_messages_for_pairwise_clustering_fail_early(dataset, monkeypatch):
+    import igft.discover.embedding as embedding
+
+    monkeypatch.setattr(embedding, "MAX_PAIRWISE_MESSAGES", 10)
+    with pytest.raises(DiscoveryConfigError, match="method=kmeans"):
+        label_with("embeddings", dataset, embedder=HashingEmbedder())
+    assert label_with("embeddings", dataset, embedder=HashingEmbedder(), method="kmeans", n_clusters=6).labels

@@ -6,7 +6,6 @@ import re
 from collections import Counter
 
 import numpy as np
-import pytest
 
 from igft.data import Conversation, Dataset, Message
 from igft.llm.base import HashingEmbedder, ScriptedLM

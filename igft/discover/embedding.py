@@ -25,6 +25,9 @@ from igft.llm.base import Embedder
 logger = logging.getLogger(__name__)
 
 METHODS = ("agglomerative", "kmeans", "hdbscan")
+# agglomerative and HDBSCAN hold an n x n float64 distance matrix (plus scipy's condensed copy):
+# 12,000 messages is about 1.7 GB. Above that, fail early with the way out rather than swap.
+MAX_PAIRWISE_MESSAGES = 12_000
 CONTEXTS = ("none", "role", "previous", "role+previous")
 
 
@@ -134,6 +137,12 @@ def cluster_vectors(vectors: np.ndarray, roles: Sequence[str], config: Embedding
         return np.zeros(0, dtype=int), info
     if config.method == "kmeans":
         return clustering.kmeans(vectors, config.n_clusters, seed=seed, roles=role_list), info
+    if n > MAX_PAIRWISE_MESSAGES:
+        gigabytes = 1.5 * 8 * n * n / 1e9
+        raise DiscoveryConfigError(
+            f"{config.method} clustering of {n} messages needs a {n}x{n} distance matrix (~{gigabytes:.0f} GB); "
+            f"use --option method=kmeans --option n_clusters=K, or label at most {MAX_PAIRWISE_MESSAGES} messages "
+            "(e.g. --max-conversations)")
     dist = clustering.cosine_distance_matrix(vectors, role_list)
     if config.method == "hdbscan":
         return clustering.hdbscan(dist, min_cluster_size=config.min_cluster_size), info
@@ -143,8 +152,16 @@ def cluster_vectors(vectors: np.ndarray, roles: Sequence[str], config: Embedding
         return clustering.cut_tree(tree, n, n_clusters=config.n_clusters), info
     threshold = config.threshold
     if threshold is None:
-        plain = clustering.cosine_distance_matrix(vectors) if role_list is not None else None
-        search = clustering.search_threshold(dist, tree, config.threshold_grid, plain_dist=plain,
+        # The threshold is calibrated within roles even when the final clustering may mix them: with
+        # the role prefix embedded, "customer vs assistant" is itself a strong two-group structure
+        # that a silhouette would otherwise take for the intents.
+        if role_list is None:
+            search_dist = clustering.cosine_distance_matrix(vectors, list(roles))
+            search_tree = clustering.average_linkage(search_dist)
+        else:
+            search_dist, search_tree = dist, tree
+        search = clustering.search_threshold(search_dist, search_tree, config.threshold_grid,
+                                             plain_dist=clustering.cosine_distance_matrix(vectors),
                                              criterion=config.criterion, quantile=config.quantile,
                                              min_structure=config.min_structure, seed=seed)
         threshold = search.threshold

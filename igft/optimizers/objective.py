@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from igft.data import Dataset

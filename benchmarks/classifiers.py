@@ -1,0 +1,86 @@
+"""Compare intent classifiers side by side on task CSVs: accuracy, macro F1, p50/p95 latency, examples/s.
+
+    python benchmarks/classifiers.py                         # the three toy tasks, tfidf + embeddings
+    python benchmarks/classifiers.py --task my.csv --methods tfidf,embeddings,head,generative \
+        --llm-steps 30 --max-train 200
+    python benchmarks/classifiers.py --methods prompt --lm openai:gpt-4o-mini --shots 5
+
+Every method is trained on the same train rows and scored on the same test rows of each task (the
+split column, else the seeded split). A majority-class row is printed as the floor. Timings are
+wall-clock on this machine and only comparable within one run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+from igft.classify.evaluate import comparison_table, evaluate_classifier, score_predictions
+from igft.classify.run import train_classifier
+from igft.classify.task import load_task
+from igft.resources import dummy_data_dir
+
+TOY_TASKS = ["hospitality_requests.csv", "german_tickets.csv", "dialogue_initiative.csv"]
+
+
+def majority_row(task, train, test) -> dict:
+    """Always answer each field's most frequent training label (timing is zero by construction)."""
+    guess = {name: Counter(train[name]).most_common(1)[0][0] for name in task.field_names}
+    scores = score_predictions(task.schema, task.targets(test), [dict(guess) for _ in range(len(test))])
+    return {"method": "majority", **scores, "latency_p50_ms": 0.0, "latency_p95_ms": 0.0, "examples_per_s": float("inf")}
+
+
+def options_for(method: str, args: argparse.Namespace) -> dict:
+    if method in ("generative", "head"):
+        return {"max_steps": args.llm_steps, "batch_size": args.batch_size, "model": args.model}
+    if method == "prompt":
+        return {"lm": args.lm, "shots": args.shots, "mode": args.mode, "cassette": args.cassette}
+    return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", action="append", help="task CSV (repeatable; default: the toy tasks)")
+    parser.add_argument("--methods", default="tfidf,embeddings", help="comma list of tfidf,embeddings,head,generative,prompt")
+    parser.add_argument("--model", default="smollm2", help="base model of the head / generative classifiers")
+    parser.add_argument("--llm-steps", type=int, default=20, help="optimizer steps of the head / generative classifiers")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-train", type=int, help="cap on training rows for every method")
+    parser.add_argument("--max-test", type=int, help="cap on test rows")
+    parser.add_argument("--latency-samples", type=int, default=20, help="single-example calls timed per method")
+    parser.add_argument("--lm", default="local:smollm2", help="prompt baseline: LLM spec")
+    parser.add_argument("--shots", type=int, default=0)
+    parser.add_argument("--mode", default="live", choices=["live", "record", "replay"])
+    parser.add_argument("--cassette")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("IGFT_THREADS", "2")), help="torch threads")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    tasks = args.task or [str(dummy_data_dir() / "classify" / name) for name in TOY_TASKS]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for path in tasks:
+        task = load_task(path)
+        parts = task.split(seed=0)
+        test = parts["test"] if args.max_test is None else parts["test"].head(args.max_test)
+        train = parts["train"] if args.max_train is None else parts["train"].head(args.max_train)
+        rows = [majority_row(task, train, test)]
+        for method in methods:
+            clf, _ = train_classifier(task, method, options=options_for(method, args), max_train=args.max_train)
+            rows.append(evaluate_classifier(clf, task.texts(test), task.targets(test), latency_samples=args.latency_samples))
+        fields = ", ".join(f"{f.name} ({len(f.labels)} labels)" for f in task.fields)
+        print(f"\n## {Path(path).name}: {len(train)} train / {len(test)} test rows; fields: {fields}")
+        if len(task.fields) > 1:
+            print("accuracy = all-fields exact match; macro_F1 = mean over fields")
+        print(comparison_table(rows))
+        if len(task.fields) > 1:
+            for r in rows:
+                print(f"  {r['method']}: " + ", ".join(f"{k} acc {v['accuracy']:.3f}" for k, v in r["per_field"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
