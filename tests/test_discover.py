@@ -378,3 +378,22 @@ def test_too_many_messages_for_pairwise_clustering_fail_early(dataset, monkeypat
     with pytest.raises(DiscoveryConfigError, match="method=kmeans"):
         label_with("embeddings", dataset, embedder=HashingEmbedder())
     assert label_with("embeddings", dataset, embedder=HashingEmbedder(), method="kmeans", n_clusters=6).labels
+
+
+class RoleHeavyEmbedder(HashingEmbedder):
+    """Embeds the role prefix as a dominant direction, like MiniLM does with 'customer: ...' lines."""
+
+    def embed(self, texts):
+        base = super().embed([t.split(": ", 1)[-1] for t in texts]).astype(np.float64)
+        role = np.zeros((len(texts), 2))
+        role[:, 0] = [1.0 if t.startswith("customer: ") else 0.0 for t in texts]
+        role[:, 1] = [1.0 if t.startswith("assistant: ") else 0.0 for t in texts]
+        out = np.hstack([base, role])
+        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_threshold_is_calibrated_within_roles_even_when_roles_may_mix(dataset):
+    # Two role groups are a strong structure by themselves; the labeler must not mistake them for intents.
+    result = label_with("embeddings", dataset, embedder=RoleHeavyEmbedder(), context="role", split_roles=False)
+    assert result.stats["n_intents"] >= 6
+    assert ami(dataset, result) > 0.9

@@ -157,3 +157,15 @@ def test_hyperband_runs_the_paper_schedule_and_warm_starts_from_the_previous_rou
 def test_li_hyperband_keeps_the_best_one_over_eta():
     config = HyperbandConfig(variant="li", eta=3, r_min=1, r_max=9)
     assert hyperband_rounds(config) == [[(9, 1), (3, 3), (1, 9)], [(5, 3), (1, 9)], [(3, 9)]]
+
+
+def test_semantic_wise_pairing_uses_embedding_distance_of_the_instructions():
+    from igft.optimizers.see import semantic_distance
+
+    texts = ["label every message with an intent", "label every message with one intent", "zebra quantum paprika"]
+    population = [Trial(id=i, slot=str(i), phase="p", step=0, instruction=t, objective=o)
+                  for i, (t, o) in enumerate(zip(texts, [0.9, 0.8, 0.1]))]
+    distance = semantic_distance(population, HashingEmbedder())
+    assert distance[0, 1] < distance[0, 2] and abs(distance[0, 2] - 1.0) < 1e-6
+    assert rank_pairs(population, distance, weight=1.0)[0] in [(0, 2), (1, 2)]
+    assert rank_pairs(population, distance, weight=0.0)[0] == (0, 1)

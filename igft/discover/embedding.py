@@ -163,7 +163,7 @@ def cluster_vectors(vectors: np.ndarray, roles: Sequence[str], config: Embedding
         search = clustering.search_threshold(search_dist, search_tree, config.threshold_grid,
                                              plain_dist=clustering.cosine_distance_matrix(vectors),
                                              criterion=config.criterion, quantile=config.quantile,
-                                             min_structure=config.min_structure, seed=seed)
+                                             min_structure=config.min_structure, seed=seed, groups=list(roles))
         threshold = search.threshold
         info["threshold_search"] = {"criterion": search.criterion, "best_silhouette": search.best_silhouette,
                                     "scores": {str(k): round(v, 4) for k, v in search.scores.items()},

@@ -248,7 +248,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def _merge_checks(groups: list[_Group], clusters: Clustering, call: _Caller, config: HybridConfig,
                   display: Sequence[str]) -> tuple[list[_Group], int]:
-    """Ask yes/no for each pair of mutually-near groups (centroid similarity >= merge_similarity)."""
+    """Ask yes/no for each group and its nearest group (centroid similarity >= merge_similarity), closest pairs first."""
     if len(groups) < 2:
         return groups, 0
     vectors = clusters.vectors
