@@ -3,7 +3,7 @@
 Each mode runs in its own subprocess (so peak RSS is per mode) on the same toy conversations
 (intent+response), same steps and batch size; tokens/s counts real (non-pad) tokens as TRL logs them.
 
-    python benchmarks/finetune_cpu.py [--steps 6] [--batch-size 4] [--max-seq-len 512] [--threads 2]
+    python benchmarks/finetune_cpu.py [--steps 4] [--batch-size 4] [--max-seq-len 384] [--threads 2]
 """
 from __future__ import annotations
 
@@ -50,9 +50,9 @@ def run_mode(mode: str, steps: int, batch_size: int, max_seq_len: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--max-seq-len", type=int, default=512)
+    parser.add_argument("--max-seq-len", type=int, default=384)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--mode", choices=["padding", "padding-free"], help=argparse.SUPPRESS)
     args = parser.parse_args()

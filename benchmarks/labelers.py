@@ -7,12 +7,14 @@ Rows: GIFA replayed from its recorded cassette (`igft label --mode replay`, wher
 data), the paper's own recorded GPT-4o GIFA runs (paper data only, read from their history.csv),
 the embedding labeler with the oracle number of intents (KMeans and agglomerative), with automatic k
 (igft's default: the labeler never sees the gold count), HDBSCAN, the issue's fixed-threshold reference
-(plain text, cosine 0.3), and the hybrid labeler. Columns: AMI, NCA, AMI x NCA, ARI, Hungarian ACC,
+(MiniLM on the CSV line "customer: ...", average linkage at cosine 0.3), and the hybrid labeler (only
+with --lm: the bundled SmolLM2-135M cannot name intents). Columns: AMI, NCA, AMI x NCA, ARI, Hungarian ACC,
 intents predicted vs gold, LLM calls, wall seconds.
 
 How the defaults were chosen: see `python benchmarks/labelers.py --sweep` (a grid of the embedding
 labeler's options on igft's OWN data: the toy CSV and igft.synthetic datasets); the defaults in
-igft.discover.embedding.EmbeddingLabelerConfig come from that sweep, never from the paper's data.
+igft.discover.embedding.EmbeddingLabelerConfig are its best "mean of families" row (toy; mean of the
+synthetic sets), never chosen on the paper's data.
 """
 from __future__ import annotations
 

@@ -313,3 +313,14 @@ def test_method_general_survives_a_useless_description_answer():
     lm = ScriptedLM(lambda r: "???" if "Conversation (" not in r.messages[-1]["content"] else answer(r))
     result = label_dataset(ds, lm, HashingEmbedder(), GifaConfig(method="general"), progress=False)
     assert len(result.labels) == ds.n_messages and set(result.catalog["description"]) == {""}
+
+
+def test_one_embedder_embeds_a_dataset_once_across_runs():
+    ds = make_dataset(3)
+    embedder = HashingEmbedder()
+    first = label_dataset(ds, ScriptedLM(oracle(ds)), embedder, GifaConfig(), progress=False)
+    second = label_dataset(ds, ScriptedLM(oracle(ds)), embedder, GifaConfig(instruction="Other words."), progress=False)
+    assert embedder.calls == 1
+    assert first.stats["embed_calls"] == 1 and second.stats["embed_calls"] == 0
+    label_dataset(ds.head(2), ScriptedLM(oracle(ds)), embedder, GifaConfig(), progress=False)
+    assert embedder.calls == 2  # other texts, embedded again

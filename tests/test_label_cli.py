@@ -3,7 +3,6 @@ import json
 import re
 
 import pandas as pd
-import pytest
 
 from igft.cli import main
 from igft.data import Conversation, Dataset, Message

@@ -73,37 +73,15 @@ def cut_tree(tree: np.ndarray, n: int, *, threshold: float | None = None, n_clus
 SILHOUETTE_SAMPLE = 3000  # above this many messages the silhouette is estimated on a seeded sample
 
 
-def silhouette(dist: np.ndarray, labels: np.ndarray, seed: int = 0, groups: Sequence[str] | None = None) -> float:
-    """Mean silhouette over a precomputed distance matrix (singletons count 0, as in scikit-learn).
-
-    With `groups` (the roles), the silhouette is taken inside each group and averaged by group size:
-    otherwise "customer vs assistant" counts as cluster structure and coarse cuts look best.
-    A group left in one cluster scores -1 (no structure found there).
-    """
+def silhouette(dist: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
+    """Mean silhouette over a precomputed distance matrix (singletons count 0, as in scikit-learn)."""
     from sklearn.metrics import silhouette_score
 
-    if groups is None:
-        parts = [np.arange(len(labels))]
-    else:
-        arr = np.asarray(groups)
-        parts = [np.flatnonzero(arr == g) for g in sorted(set(groups))]
-    total, weight = 0.0, 0
-    for rows in parts:
-        sub = labels[rows]
-        k = len(set(sub.tolist()))
-        if len(rows) < 2:
-            continue
-        if k < 2:
-            score = -1.0
-        elif k >= len(rows):
-            score = 0.0
-        else:
-            sample = SILHOUETTE_SAMPLE if len(rows) > SILHOUETTE_SAMPLE else None
-            score = float(silhouette_score(dist[np.ix_(rows, rows)], sub, metric="precomputed",
-                                           sample_size=sample, random_state=seed))
-        total += score * len(rows)
-        weight += len(rows)
-    return total / weight if weight else -1.0
+    k = len(set(labels.tolist()))
+    if k < 2 or k >= len(labels):
+        return -1.0
+    sample = SILHOUETTE_SAMPLE if len(labels) > SILHOUETTE_SAMPLE else None
+    return float(silhouette_score(dist, labels, metric="precomputed", sample_size=sample, random_state=seed))
 
 
 CRITERIA = ("auto", "neighbors", "silhouette")
@@ -127,12 +105,12 @@ def neighbor_threshold(dist: np.ndarray, quantile: float) -> float:
 
 def search_threshold(dist: np.ndarray, tree: np.ndarray, grid: Sequence[float] = DEFAULT_THRESHOLD_GRID,
                      plain_dist: np.ndarray | None = None, criterion: str = "auto", quantile: float = 0.7,
-                     min_structure: float = 0.25, seed: int = 0, groups: Sequence[str] | None = None) -> ThresholdSearch:
+                     min_structure: float = 0.25, seed: int = 0) -> ThresholdSearch:
     """Choose where to cut the tree, with no gold labels.
 
     "silhouette": the grid value with the best mean silhouette, measured on `plain_dist` (default
-    `dist`; pass the cosine distances without the cross-role penalty) inside each of `groups` (the
-    roles; see silhouette); ties go to the smaller threshold (finer clusters).
+    `dist`; pass the cosine distances without the cross-role penalty, which would inflate every
+    score); ties go to the smaller threshold (finer clusters).
     "neighbors": the `quantile` of nearest-neighbour distances (see neighbor_threshold).
     "auto": silhouette when its best score shows a substantial cluster structure (>= min_structure;
     Kaufman & Rousseeuw read silhouettes below 0.25 as "no substantial structure"), else neighbors.
@@ -149,7 +127,7 @@ def search_threshold(dist: np.ndarray, tree: np.ndarray, grid: Sequence[float] =
         best = -np.inf
         for t in grid:
             labels = cut_tree(tree, n, threshold=t)
-            score = silhouette(measure, labels, seed=seed, groups=groups)
+            score = silhouette(measure, labels, seed=seed)
             result.scores[float(t)] = score
             result.n_clusters[float(t)] = int(labels.max()) + 1 if n else 0
             if score > best + 1e-12:

@@ -37,7 +37,12 @@ class DiscoveryConfigError(IgftError, ValueError):
 
 @dataclass
 class EmbeddingLabelerConfig:
-    """Options of the embedding labeler. Defaults were chosen on igft's own toy and synthetic data."""
+    """Options of the embedding labeler.
+
+    The defaults (context role+previous, split_roles, criterion auto, quantile 0.7) are the best mean
+    AMI x NCA over igft's OWN data -- the bundled toy CSV and three igft.synthetic sets -- in the grid
+    printed by `python benchmarks/labelers.py --sweep`; the paper's data played no part in choosing them.
+    """
 
     method: str = field(default="agglomerative", metadata={
         "help": "clustering: agglomerative (average linkage, cosine), kmeans (needs n_clusters) or hdbscan"})
@@ -163,7 +168,7 @@ def cluster_vectors(vectors: np.ndarray, roles: Sequence[str], config: Embedding
         search = clustering.search_threshold(search_dist, search_tree, config.threshold_grid,
                                              plain_dist=clustering.cosine_distance_matrix(vectors),
                                              criterion=config.criterion, quantile=config.quantile,
-                                             min_structure=config.min_structure, seed=seed, groups=list(roles))
+                                             min_structure=config.min_structure, seed=seed)
         threshold = search.threshold
         info["threshold_search"] = {"criterion": search.criterion, "best_silhouette": search.best_silhouette,
                                     "scores": {str(k): round(v, 4) for k, v in search.scores.items()},

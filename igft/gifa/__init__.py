@@ -5,7 +5,8 @@ intents of the most similar already-labeled messages.
 `GifaConfig.instruction` is the text that the prompt-search backbones tune.
 """
 from igft.gifa.catalog import IntentCatalog, RetrievalIndex
-from igft.gifa.labeler import GifaConfig, GifaConfigError, ProgressMismatch, label_dataset
+from igft.gifa.labeler import GifaConfig, GifaConfigError, label_dataset
+from igft.gifa.progress import ProgressMismatch
 from igft.gifa.parser import ParseError, parse_intents
 from igft.gifa.prompts import METHODS, SEED_INSTRUCTION
 

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -31,15 +32,17 @@ from igft.errors import IgftError
 from igft.gifa.catalog import IntentCatalog, RetrievalIndex
 from igft.gifa.descriptions import describe_intents
 from igft.gifa.parser import ParseError, parse_intents
+from igft.gifa.progress import PROGRESS_FORMAT, ConversationOutcome, ProgressFile
 from igft.gifa.prompts import METHODS, ROLE_STOP, SEED_INSTRUCTION, KnownIntent, build_labeling_messages
 from igft.labeling import LabelingResult
-from igft.llm.base import Completion, CompletionRequest, Embedder, LM
+from igft.llm.base import CompletionRequest, Embedder, LM
 
 logger = logging.getLogger(__name__)
 
-PROGRESS_FILE = "progress.jsonl"
-PROGRESS_FORMAT = 1
 MAX_RETRIES_LIMIT = 10
+# embedder object -> {digest of its texts: vectors}; a few datasets each (prompt search scores prefixes).
+_EMBEDDING_MEMO: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_MEMO_PER_EMBEDDER = 8
 MAX_TEMPERATURE = 2.0
 
 
@@ -47,12 +50,11 @@ class GifaConfigError(IgftError):
     """A GIFA setting is out of range."""
 
 
-class ProgressMismatch(IgftError):
-    """The output folder holds progress of a different run."""
-
-
 @dataclass
 class GifaConfig:
+    """Settings of one GIFA run. All but embed_batch_size go into the progress header, so a resume never
+    mixes answers obtained under different settings."""
+
     instruction: str = field(default=SEED_INSTRUCTION, metadata={"help": "the instruction at the top of every labeling prompt (what prompt search tunes)"})
     method: str = field(default="name", metadata={"help": "how known intents are shown: name | example (with top_n example messages) | general (with LLM-written descriptions)"})
     top_k: int = field(default=5, metadata={"help": "per message of the next conversation, this many most similar labeled messages contribute their intents"})
@@ -95,34 +97,6 @@ class GifaConfig:
     @classmethod
     def field_help(cls) -> dict[str, str]:
         return {f.name: f.metadata.get("help", "") for f in fields(cls)}
-
-
-@dataclass
-class ConversationOutcome:
-    """What labeling one conversation produced (labels or a failure reason) and what it cost."""
-
-    number: int
-    labels: list[str] | None
-    reason: str | None = None
-    descriptions: dict[str, str] = field(default_factory=dict)
-    attempts: int = 0
-    calls: int = 0
-    cached_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    last_reply: str = ""
-
-    def count(self, completion: Completion) -> None:
-        self.calls += 1
-        self.cached_calls += int(bool(completion.cached))
-        self.prompt_tokens += int(completion.prompt_tokens or 0)
-        self.completion_tokens += int(completion.completion_tokens or 0)
-
-
-def conversation_digest(conversation: Conversation) -> str:
-    """Fingerprint of a conversation's messages: a progress line is reused only for the same content."""
-    text = "\n".join(m.line for m in conversation.messages)
-    return hashlib.sha256(f"{conversation.number}\n{text}".encode("utf-8")).hexdigest()[:16]
 
 
 class _State:
@@ -193,108 +167,40 @@ def _label_one(conversation: Conversation, messages: tuple[dict, ...], known_nam
 
 
 def _embed_all(dataset: Dataset, embedder: Embedder, batch_size: int, out_dir: Path | None) -> tuple[np.ndarray, int]:
-    """Embeddings of all messages (`customer: text` lines), batched; cached in out_dir for resumes."""
+    """Embeddings of all messages (`customer: text` lines), batched; (vectors, embedder calls made).
+
+    Reused from memory when the same embedder object already embedded the same texts (prompt search
+    labels one dataset many times), and from out_dir when resuming.
+    """
     texts = [m.line for m in dataset.messages]
     digest = hashlib.sha256(json.dumps([embedder.model, texts], ensure_ascii=False).encode("utf-8")).hexdigest()
+    try:
+        memo = _EMBEDDING_MEMO.setdefault(embedder, {})
+    except TypeError:  # an embedder that cannot be weakly referenced
+        memo = {}
     cache = (out_dir / "embeddings.npy", out_dir / "embeddings.json") if out_dir else None
-    if cache and cache[0].exists() and cache[1].exists():
+    vectors, calls = memo.get(digest), 0
+    if vectors is None and cache and cache[0].exists() and cache[1].exists():
         try:
             if json.loads(cache[1].read_text()).get("digest") == digest:
-                vectors = np.load(cache[0])
-                if vectors.shape[0] == len(texts):
-                    return vectors.astype(np.float32), 0
+                loaded = np.load(cache[0]).astype(np.float32)
+                vectors = loaded if loaded.shape[0] == len(texts) else None
         except (OSError, ValueError):
             logger.warning("ignoring an unreadable embedding cache in %s", out_dir)
-    chunks, calls = [], 0
-    for start in range(0, len(texts), batch_size):
-        chunks.append(np.asarray(embedder.embed(texts[start:start + batch_size]), dtype=np.float32))
-        calls += 1
-    vectors = np.concatenate(chunks) if chunks else np.zeros((0, 1), dtype=np.float32)
-    if cache:
+    if vectors is None:
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            chunks.append(np.asarray(embedder.embed(texts[start:start + batch_size]), dtype=np.float32))
+            calls += 1
+        vectors = np.concatenate(chunks) if chunks else np.zeros((0, 1), dtype=np.float32)
+    if digest not in memo:
+        while len(memo) >= _MEMO_PER_EMBEDDER:
+            memo.pop(next(iter(memo)))
+        memo[digest] = vectors
+    if cache and not (cache[1].exists() and json.loads(cache[1].read_text() or "{}").get("digest") == digest):
         np.save(cache[0], vectors)
         cache[1].write_text(json.dumps({"digest": digest, "model": embedder.model, "n": len(texts)}))
     return vectors, calls
-
-
-class _Progress:
-    """Append-only progress.jsonl: a header with the run's settings, then one line per conversation."""
-
-    def __init__(self, out_dir: Path, header: dict):
-        self.path = out_dir / PROGRESS_FILE
-        self.header = header
-        self.records: dict[int, dict] = {}
-        self.order: list[int] = []
-        if self.path.exists():
-            self._load()
-        else:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            self._write(header)
-
-    def _load(self) -> None:
-        raw = self.path.read_bytes()
-        lines = raw.split(b"\n")
-        parsed, offset, keep = [], 0, len(raw)
-        for number, line in enumerate(lines, start=1):
-            start, offset = offset, offset + len(line) + 1
-            if not line.strip():
-                continue
-            try:
-                parsed.append(json.loads(line.decode("utf-8")))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                if number >= len(lines) - 1:  # a line cut by a killed run: drop it, that conversation is redone
-                    logger.warning("%s: dropping a truncated last line", self.path)
-                    keep = start
-                    continue
-                raise ProgressMismatch(f"{self.path} line {number} is not valid JSON; delete the file to start over")
-        if not parsed or parsed[0].get("kind") != "gifa-progress":
-            raise ProgressMismatch(f"{self.path} is not a GIFA progress file; use another --out folder")
-        if parsed[0] != self.header:
-            diff = sorted(k for k in set(parsed[0]) | set(self.header) if parsed[0].get(k) != self.header.get(k))
-            inner = sorted(k for k in set(parsed[0].get("config", {})) | set(self.header["config"])
-                           if parsed[0].get("config", {}).get(k) != self.header["config"].get(k))
-            raise ProgressMismatch(
-                f"{self.path} was written by a run with other settings ({', '.join(diff + inner)} differ); "
-                f"use a new --out folder, or delete {PROGRESS_FILE} (or pass --overwrite) to start over")
-        for record in parsed[1:]:
-            if record["conversation_number"] not in self.records:
-                self.order.append(record["conversation_number"])
-            self.records[record["conversation_number"]] = record
-        if keep < len(raw):
-            with open(self.path, "r+b") as handle:
-                handle.truncate(keep)
-        elif raw and not raw.endswith(b"\n"):
-            with open(self.path, "ab") as handle:
-                handle.write(b"\n")
-
-    def _write(self, record: dict) -> None:
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            handle.flush()
-
-    def append(self, conversation: Conversation, outcome: ConversationOutcome) -> None:
-        record = {"conversation_number": conversation.number, "digest": conversation_digest(conversation),
-                  **{k: v for k, v in asdict(outcome).items() if k != "number"}}
-        self._write(record)
-        self.records[conversation.number] = record
-        self.order.append(conversation.number)
-
-    def resumable(self, dataset: Dataset) -> list[ConversationOutcome]:
-        """Outcomes of the already-finished prefix of `dataset`; error when progress does not fit it."""
-        numbers = dataset.numbers
-        if self.order != numbers[: len(self.order)]:
-            raise ProgressMismatch(
-                f"{self.path} holds conversations {self.order[:5]}… which are not the first conversations of "
-                f"this data in order; use a new --out folder or delete {PROGRESS_FILE}")
-        outcomes = []
-        for conversation in dataset.conversations[: len(self.order)]:
-            record = self.records[conversation.number]
-            if record["digest"] != conversation_digest(conversation):
-                raise ProgressMismatch(
-                    f"conversation {conversation.number} changed since {self.path} was written; "
-                    f"use a new --out folder or delete {PROGRESS_FILE}")
-            kept = {k: record[k] for k in record if k not in ("conversation_number", "digest")}
-            outcomes.append(ConversationOutcome(number=conversation.number, **kept))
-        return outcomes
 
 
 def _run_header(config: GifaConfig, lm: LM, embedder: Embedder) -> dict:
@@ -316,7 +222,7 @@ def label_dataset(dataset: Dataset, lm: LM, embedder: Embedder, config: GifaConf
         out.mkdir(parents=True, exist_ok=True)
     embeddings, embed_calls = _embed_all(dataset, embedder, config.embed_batch_size, out)
     state = _State(dataset, embeddings, config)
-    tracker = _Progress(out, _run_header(config, lm, embedder)) if out is not None else None
+    tracker = ProgressFile(out, _run_header(config, lm, embedder)) if out is not None else None
     resumed = tracker.resumable(dataset) if tracker is not None else []
     outcomes: list[ConversationOutcome] = []
     for conversation, outcome in zip(dataset.conversations, resumed):
