@@ -142,7 +142,7 @@ class GenerativeClassifier(Classifier):
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         self.model.eval()
         return {"steps": total, "first_loss": losses[0], "last_loss": losses[-1], "n_train": len(examples)}
 

@@ -161,7 +161,7 @@ class HeadClassifier(Classifier):
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         self.model.eval()
         return {"steps": total, "first_loss": losses[0], "last_loss": losses[-1], "n_train": len(texts),
                 "class_weights": self.field_weights}

@@ -22,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "llm": "local:smollm2", "embedder": "local:minilm", "data": TOY_DATA, "max_conversations": None,
     "objective": "AMI_x_NCA", "seed": 0, "concurrency": 1, "feedback_on": None, "train_fraction": 0.2, "train_r": 2,
     "temperature": 0.7, "meta_max_tokens": 400, "r": 25, "iterations": 10, "children": 1, "direct_rewrite": False,
-    "population": 5, "phases": "init,feedback,global,semantic", "feedback_rounds": 2, "global_rounds": 4,
+    "population": 5, "phases": None, "feedback_rounds": 2, "global_rounds": 4,
     "semantic_rounds": 1, "tolerance": 1, "min_gain": 0.0, "pairing_weight": 0.5, "lamarckian_examples": 10,
     "hours": 1.0, "eta": 2, "r_min": 4, "r_max": 25, "n_min": 1, "variant": "paper", "brackets": None,
     "gifa_max_tokens": None, "gifa_tokens_per_message": None, "gifa_max_retries": None,
@@ -93,7 +93,7 @@ def _register_optimize(subparsers) -> None:
     g.add_argument("--direct-rewrite", action="store_true", default=None, help="one rewrite call instead of lagged feedback")
     g = p.add_argument_group("SEE")
     g.add_argument("--population", type=int, help="population size (default 5)")
-    g.add_argument("--phases", help="comma list of init,feedback,global,semantic")
+    g.add_argument("--phases", help="comma list of init,feedback,global,semantic (default: all; hyperband-see: init,feedback)")
     g.add_argument("--feedback-rounds", type=int, help="K1: max feedback-mutation rounds")
     g.add_argument("--global-rounds", type=int, help="max global-evolution rounds")
     g.add_argument("--semantic-rounds", type=int, help="max semantic-mutation rounds")
@@ -139,6 +139,8 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     options = dict(DEFAULTS)
     options.update({k: v for k, v in recorded.get("options", {}).items() if k in DEFAULTS})
     options.update({k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None})
+    if options["phases"] is None:  # Hyperband-SEE's rounds are the paper's SEE: initialisation + feedback
+        options["phases"] = "init,feedback" if args.algo == "hyperband-see" else "init,feedback,global,semantic"
     if options["feedback_on"] is None:
         options["feedback_on"] = "train" if args.algo in ("see", "hyperband-see") else "validation"
     return {"algo": args.algo, "mode": mode, "cassette": cassette, "options": options}
