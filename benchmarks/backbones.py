@@ -47,13 +47,14 @@ def main() -> None:
     baseline = max((float(s.iloc[0]) for s in seed_rows if len(s)), default=float("nan"))
     print(f"backbones on the recorded toy runs (SmolLM2-135M: machinery check, not a quality claim); "
           f"common budget {budget:g} LLM calls")
-    print(f"{'backbone':15s} {'trials':>6s} {'calls':>6s} {'tokens':>8s} {'best@budget':>11s} {'best':>8s} {'vs seed':>8s}")
+    print(f"{'backbone':15s} {'trials':>6s} {'max r':>5s} {'calls':>6s} {'tokens':>8s} {'best@budget':>11s} {'best':>8s} {'vs seed':>8s}")
     for algo, f in frames.items():
         at_budget = best_at_budget(f, budget)
-        ratio = at_budget / baseline if baseline and math.isfinite(baseline) and baseline > 0 else float("nan")
-        print(f"{algo:15s} {len(f):6d} {int(f['cum_calls'].max()):6d} {int(f['cum_tokens'].max()):8d} "
-              f"{at_budget:11.4f} {f['objective'].max():8.4f} {ratio:8.2f}x")
-    print(f"{'seed only':15s} {1:6d} {'-':>6s} {'-':>8s} {baseline:11.4f} {baseline:8.4f} {1.0:8.2f}x")
+        ratio = f"{at_budget / baseline:7.2f}x" if math.isfinite(baseline) and baseline > 0.01 else "     n/a"
+        print(f"{algo:15s} {len(f):6d} {int(f['r'].max()):5d} {int(f['cum_calls'].max()):6d} {int(f['cum_tokens'].max()):8d} "
+              f"{at_budget:11.4f} {f['objective'].max():8.4f} {ratio}")
+    print(f"{'seed only':15s} {1:6d} {'':5s} {'-':>6s} {'-':>8s} {baseline:11.4f} {baseline:8.4f}")
+    print("max r = validation conversations per score; 'vs seed' is n/a when the seed's objective is ~0")
     comparison = plot_comparison({**frames}, out / "backbones.png", budget, baseline=baseline)
     progress = plot_progress(frames, out / "backbones_progress.png", x="cum_calls",
                              title="best objective vs LLM calls (recorded SmolLM2 toy runs)")
