@@ -150,3 +150,18 @@ def test_tfidf_multi_field_and_save_load(tmp_path):
     fitted = clf.predict(task.texts(train))
     agree = sum(p["category"] == t["category"] for p, t in zip(fitted, task.targets(train))) / len(train)
     assert agree > 0.8
+
+
+def test_prompt_method_through_cli_with_a_spec(tmp_path, capsys):
+    csv = TOY / "dialogue_initiative.csv"
+    assert main(["classify", "train", "--task", str(csv), "--method", "prompt", "--lm", "scripted", "--shots", "2",
+                 "--out", str(tmp_path / "m")]) == 0
+    saved = json.loads((tmp_path / "m" / "prompt.json").read_text())
+    assert len(saved["shots"]) == 2 and saved["fallback"] == {"system_initiative": "no"}
+    capsys.readouterr()
+    # the scripted LM answers "ok" to everything: nothing parses, every row falls back to the majority label
+    assert main(["classify", "eval", "--model", str(tmp_path / "m"), "--task", str(csv), "--json",
+                 "--latency-samples", "0"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    test = pd.read_csv(csv)[lambda f: pd.read_csv(tmp_path / "m" / "split.csv")["split"].values == "test"]
+    assert result["accuracy"] == pytest.approx((test["system_initiative"] == "no").mean())

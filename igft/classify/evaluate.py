@@ -121,7 +121,9 @@ def headline(result: dict) -> dict:
     """The `eval --json` payload: accuracy, macro_f1, per_field (+ weighted F1, exact match, timing)."""
     keys = ("n", "accuracy", "macro_f1", "weighted_f1", "exact_match", "per_field",
             "latency_p50_ms", "latency_p95_ms", "examples_per_s")
-    return {k: result[k] for k in keys if k in result}
+    out = {k: result[k] for k in keys if k in result}
+    # strict JSON has no NaN: timing not measured (no latency samples) is null
+    return {k: (None if isinstance(v, float) and v != v else v) for k, v in out.items()}
 
 
 def comparison_table(results: Sequence[dict]) -> str:
