@@ -31,6 +31,8 @@ def test_think_blocks_are_stripped_before_parsing():
     ("Intents:\nResponses:\nHello!", [], "Hello!", ["empty intent list"]),
     ("Intents:\n- greet\nResponses:\n", ["greet"], "", ["empty reply"]),
     ("Intent: greet, offer help\nResponse: Hi!", ["greet", "offer_help"], "Hi!", []),
+    ("Intents:\n- bye\nResponses:\nBye.\nIntents:\n- bye\nResponses:\nBye.", ["bye"], "Bye.",
+     ["another 'Intents:' block after the reply"]),
     ("Intents:\n1. Track Order.\n2) track order\nResponses:\nIt ships today.", ["track_order"], "It ships today.", []),
 ])
 def test_malformed_or_variant_outputs_are_flagged_not_raised(text, intents, reply, reasons):
@@ -103,6 +105,8 @@ def test_bertscore_and_cosine_with_the_bundled_minilm():
     close = bertscore_f1(["the parcel arrives tomorrow"], ["your package will arrive tomorrow"])
     far = bertscore_f1(["the parcel arrives tomorrow"], ["quantum chromodynamics lecture notes"])
     assert 0 < far < close < same
+    # An empty reply scores 0 for its pair (and does not crash bert_score).
+    assert bertscore_f1(["", "the parcel arrives tomorrow"], ["x", "the parcel arrives tomorrow"]) == pytest.approx(0.5, abs=1e-4)
     assert embedding_cosine(["refund my order"], ["refund my order"]) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -118,3 +122,7 @@ def test_score_predictions_reports_every_key_for_intent_response():
         assert key in s
     assert s["n_malformed"] == 1 and s["intent_precision"] == 1.0 and s["intent_recall"] == 0.5
     assert s["intent_exact_match"] == 0.5
+    # Raw outputs are re-parsed at scoring time (the stored reply of an older parser is ignored).
+    rescored = score_predictions([{**records[0], "output": "Intents:\n- x\nResponses:\nRefund issued.", "reply": "stale"}],
+                                 bertscore=False, cosine=False)
+    assert rescored["intent_precision"] == 0.0 and rescored["bleu"] == pytest.approx(100.0)

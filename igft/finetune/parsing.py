@@ -71,7 +71,13 @@ def parse_intent_response(text: str) -> ParsedOutput:
         if not intents:
             reasons.append("empty intent list")
     if responses_match:
-        reply = text[responses_match.end():].strip()
+        reply = text[responses_match.end():]
+        # A model that failed to stop starts another "Intents:" block: the reply ends there.
+        again = _INTENTS_HEADER.search(reply)
+        if again:
+            reply = reply[:again.start()]
+            reasons.append("another 'Intents:' block after the reply")
+        reply = reply.strip()
     elif intents_match:
         # Best effort: whatever follows the bullet lines is the reply.
         after = text[intents_match.end():].splitlines()

@@ -69,9 +69,15 @@ def bertscore_f1(predictions: Sequence[str], references: Sequence[str], model: s
         model, num_layers = str(minilm_path()), num_layers or 6
     if not predictions:
         return 0.0
-    _, _, f1 = bert_score(list(predictions), list(references), model_type=model, num_layers=num_layers,
-                          batch_size=batch_size, verbose=False, device="cpu" if not _cuda() else None)
-    return float(f1.mean())
+    # bert_score crashes on empty strings with transformers 5 (build_inputs_with_special_tokens is gone);
+    # an empty reply or reference has no tokens to match: F1 0 for that pair.
+    keep = [i for i, (p, r) in enumerate(zip(predictions, references)) if p.strip() and r.strip()]
+    if not keep:
+        return 0.0
+    _, _, f1 = bert_score([predictions[i] for i in keep], [references[i] for i in keep], model_type=model,
+                          num_layers=num_layers, batch_size=batch_size, verbose=False,
+                          device="cpu" if not _cuda() else None)
+    return float(f1.sum()) / len(predictions)
 
 
 def _cuda() -> bool:
@@ -127,9 +133,17 @@ def intent_scores(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[st
             "intent_exact_match": exact / n}
 
 
+def _parsed(p: Any) -> dict[str, Any]:
+    return {"reply": p.reply, "intents": p.intents, "malformed": p.malformed}
+
+
 def score_predictions(records: Sequence[dict[str, Any]], *, bertscore: bool = True, bertscore_model: str | None = None,
                       bertscore_layers: int | None = None, embedder: Any = None, cosine: bool = True) -> dict[str, Any]:
     """All scores of prediction records (as written by `igft generate`: reply, reference, intents, gold_intents)."""
+    # Re-parse the raw outputs with the current parser, so old prediction files are scored the same way.
+    from igft.finetune.parsing import parse_output
+    records = [{**r, **_parsed(parse_output(r["output"], r.get("format", "response")))} if "output" in r else r
+               for r in records]
     preds = [r.get("reply") or "" for r in records]
     refs = [r["reference"] for r in records]
     fmt = records[0].get("format", "response") if records else "response"
