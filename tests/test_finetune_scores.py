@@ -125,4 +125,4 @@ def test_score_predictions_reports_every_key_for_intent_response():
     # Raw outputs are re-parsed at scoring time (the stored reply of an older parser is ignored).
     rescored = score_predictions([{**records[0], "output": "Intents:\n- x\nResponses:\nRefund issued.", "reply": "stale"}],
                                  bertscore=False, cosine=False)
-    assert rescored["intent_precision"] == 0.0 and rescored["bleu"] == pytest.approx(100.0)
+    assert rescored["intent_precision"] == 0.0 and rescored["rougeL"] == pytest.approx(1.0)

@@ -11,24 +11,9 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any
 
-from igft.errors import IgftError
 
-RUN_FILE = "run.json"
-TOY_DATA = "toy"
-# Defaults of every optimize option; run.json of a recorded run overrides them, explicit flags override both.
-DEFAULTS: dict[str, Any] = {
-    "llm": "local:smollm2", "embedder": "local:minilm", "data": TOY_DATA, "max_conversations": None,
-    "objective": "AMI_x_NCA", "seed": 0, "concurrency": 1, "feedback_on": None, "train_fraction": 0.2, "train_r": 2,
-    "temperature": 0.7, "meta_max_tokens": 400, "r": 25, "iterations": 10, "children": 1, "direct_rewrite": False,
-    "population": 5, "phases": None, "feedback_rounds": 2, "global_rounds": 4,
-    "semantic_rounds": 1, "tolerance": 1, "min_gain": 0.0, "pairing_weight": 0.5, "lamarckian_examples": 10,
-    "hours": 1.0, "eta": 2, "r_min": 4, "r_max": 25, "n_min": 1, "variant": "paper", "brackets": None,
-    "gifa_max_tokens": None, "gifa_tokens_per_message": None, "gifa_max_retries": None,
-    "max_calls": None, "max_tokens": None, "max_dollars": None, "max_trials": None,
-}
-ALGO_DIRS = {"random": "random", "greedy": "greedy", "see": "see", "hyperband-see": "hyperband_see"}
+from igft.optimizers.command import ALGO_DIRS, DEFAULTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -114,103 +99,18 @@ def _register_optimize(subparsers) -> None:
 
 # -- optimize ---------------------------------------------------------------------------------------------
 
-def resolve(args: argparse.Namespace) -> dict[str, Any]:
-    """Flags over the cassette's run.json over DEFAULTS; plus mode and cassette paths."""
-    from igft.resources import simulated_runs_dir
-
-    cassette = Path(args.cassette) if args.cassette else None
-    if cassette is None and not args.data:
-        cassette = simulated_runs_dir() / ALGO_DIRS[args.algo]
-    mode = args.mode or ("live" if args.data else "replay")
-    if mode != "live" and cassette is None:
-        raise IgftError(f"--mode {mode} needs --cassette DIR")
-    recorded: dict[str, Any] = {}
-    if cassette is not None:
-        run_file = cassette / RUN_FILE
-        if mode == "replay" and not (cassette / "lm.jsonl").exists():
-            raise IgftError(f"no recorded run at {cassette}; record one with --mode record --cassette {cassette}")
-        if run_file.is_file():
-            try:
-                recorded = json.loads(run_file.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise IgftError(f"cannot read {run_file}: {err}; fix or delete it") from err
-            if recorded.get("algo") not in (None, args.algo):
-                raise IgftError(f"{cassette} holds a {recorded['algo']} run, not {args.algo}; pass --cassette of a {args.algo} run")
-    options = dict(DEFAULTS)
-    options.update({k: v for k, v in recorded.get("options", {}).items() if k in DEFAULTS})
-    options.update({k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None})
-    if options["phases"] is None:  # Hyperband-SEE's rounds are the paper's SEE: initialisation + feedback
-        options["phases"] = "init,feedback" if args.algo == "hyperband-see" else "init,feedback,global,semantic"
-    if options["feedback_on"] is None:
-        options["feedback_on"] = "train" if args.algo in ("see", "hyperband-see") else "validation"
-    return {"algo": args.algo, "mode": mode, "cassette": cassette, "options": options}
-
-
-def backbone_config(algo: str, o: dict[str, Any]):
-    """The backbone config dataclass built from resolved options."""
-    from igft.optimizers import GreedySearchConfig, HyperbandConfig, RandomSearchConfig, SEEConfig
-
-    if algo in ("random", "greedy"):
-        cls = RandomSearchConfig if algo == "random" else GreedySearchConfig
-        return cls(iterations=o["iterations"], children_per_iteration=o["children"],
-                   lagged_feedback=not o["direct_rewrite"], r=o["r"])
-    see = SEEConfig(population_size=o["population"], r=o["r"], phases=tuple(p.strip() for p in o["phases"].split(",") if p.strip()),
-                    lamarckian_examples=o["lamarckian_examples"], feedback_rounds=o["feedback_rounds"],
-                    lagged_feedback=not o["direct_rewrite"], global_rounds=o["global_rounds"],
-                    semantic_rounds=o["semantic_rounds"], tolerance=o["tolerance"], min_gain=o["min_gain"],
-                    pairing_weight=o["pairing_weight"])
-    if algo == "see":
-        return see
-    return HyperbandConfig(hours=o["hours"], eta=o["eta"], r_min=o["r_min"], r_max=o["r_max"], n_min=o["n_min"],
-                           variant=o["variant"], brackets=o["brackets"], see=see)
-
-
-def _gifa_config(o: dict[str, Any]):
-    from igft.gifa import GifaConfig
-
-    changes = {name: o[f"gifa_{name}"] for name in ("max_tokens", "tokens_per_message", "max_retries") if o[f"gifa_{name}"] is not None}
-    return GifaConfig(**changes)
-
-
 def run_optimize(args: argparse.Namespace) -> int:
-    from igft.data import load_conversations
-    from igft.llm.factory import build_embedder, build_lm
-    from igft.llm.usage import UsageMeter
-    from igft.optimizers import SearchBudget, SearchSettings, run_search
-    from igft.resources import toy_conversations_path
+    from igft.optimizers.command import OptimizeRequest, run_optimize as run
 
-    settings = resolve(args)
-    o, mode, cassette = settings["options"], settings["mode"], settings["cassette"]
-    data_path = toy_conversations_path() if o["data"] == TOY_DATA else Path(o["data"])
-    if not data_path.exists():
-        raise IgftError(f"data file {data_path} does not exist; pass --data CSV")
-    dataset = load_conversations(data_path)
-    if o["max_conversations"]:
-        dataset = dataset.head(int(o["max_conversations"]))
-    meter = UsageMeter()
-    lm_cassette = cassette / "lm.jsonl" if cassette else None
-    emb_cassette = cassette / "embeddings.jsonl" if cassette else None
-    lm = build_lm(o["llm"], mode=mode, cassette=lm_cassette, usage=meter)
-    embedder = build_embedder(o["embedder"], mode=mode, cassette=emb_cassette, usage=meter)
-    if mode == "record" and cassette is not None:
-        cassette.mkdir(parents=True, exist_ok=True)
-        (cassette / RUN_FILE).write_text(json.dumps({"algo": args.algo, "options": o}, indent=2) + "\n", encoding="utf-8")
-    budget = SearchBudget(max_calls=o["max_calls"], max_tokens=o["max_tokens"], max_dollars=o["max_dollars"],
-                          max_trials=o["max_trials"], dollars_fn=lambda: meter.snapshot()["dollars"])
-    search_settings = SearchSettings(objective=o["objective"], seed=o["seed"], concurrency=o["concurrency"],
-                                     feedback_on=o["feedback_on"], train_fraction=o["train_fraction"], train_r=o["train_r"],
-                                     temperature=o["temperature"], max_tokens=o["meta_max_tokens"])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = run_search(args.algo, dataset, lm, embedder, config=backbone_config(args.algo, o), settings=search_settings,
-                        budget=budget, gifa_config=_gifa_config(o), history_path=out / "history.jsonl",
-                        resume=not args.no_resume, usage=meter)
-    result.save(out)
+    overrides = {k: v for k, v in vars(args).items() if k in DEFAULTS and k != "data"}
+    done = run(OptimizeRequest(algo=args.algo, out=args.out, data=args.data, mode=args.mode, cassette=args.cassette,
+                               overrides=overrides, resume=not args.no_resume))
+    result, o, mode, out = done.result, done.settings["options"], done.settings["mode"], Path(args.out)
     summary = result.summary()
     best = summary["best_objective"]
     print(f"{args.algo}: {summary['trials']} trials, best {o['objective']} "
           f"{'n/a' if best is None else f'{best:.4f}'} (trial {summary['best_trial']}); "
-          f"LLM calls {summary['llm_calls']} (live {meter.snapshot()['live_calls']}), tokens {summary['tokens']} [mode {mode}]")
+          f"LLM calls {summary['llm_calls']} (live {done.usage['live_calls']}), tokens {summary['tokens']} [mode {mode}]")
     if result.stopped:
         print(f"stopped early: {result.stopped}")
     print(f"best instruction: {summary['best_instruction']!r}")

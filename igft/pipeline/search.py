@@ -1,0 +1,39 @@
+"""The prompt-search step of the pipeline: each configured backbone, then one comparison figure.
+
+Thin over igft.optimizers.command (the same code path as `igft optimize`).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from igft.optimizers.command import ALGO_DIRS, OptimizeRequest, run_optimize
+from igft.optimizers.results import SearchResult
+from igft.pipeline.config import PipelineConfig
+from igft.pipeline.stage1 import cassette_for
+
+logger = logging.getLogger(__name__)
+
+
+def run_backbones(cfg: PipelineConfig, out_dir: str | Path, progress: bool = True) -> dict[str, SearchResult]:
+    """Run every backbone of cfg.search into out_dir/<backbone>/ and draw out_dir/comparison.png."""
+    out = Path(out_dir)
+    bundled_replay = cfg.data is None and cfg.cassette_dir is None and cfg.mode == "replay"
+    results: dict[str, SearchResult] = {}
+    for algo in cfg.search.backbones:
+        logger.info("prompt search: %s", algo)
+        overrides = {"max_trials": cfg.search.max_trials, "max_calls": cfg.search.max_calls}
+        if not bundled_replay:  # a bundled replay keeps the recorded settings, so it sends the recorded requests
+            overrides.update({"llm": cfg.llm, "embedder": cfg.embedder, "seed": cfg.seed,
+                              "concurrency": cfg.search.concurrency})
+        request = OptimizeRequest(algo=algo, out=str(out / ALGO_DIRS[algo]), data=cfg.data, mode=cfg.mode,
+                                  cassette=cassette_for(cfg, ALGO_DIRS[algo]), overrides=overrides)
+        results[algo] = run_optimize(request).result
+    frames = {name: r.frame for name, r in results.items() if not r.frame.empty}
+    if frames:
+        from igft.optimizers.results import plot_comparison, plot_progress
+        # equal budget: the smallest total spend among the backbones, so every bar saw the same calls
+        budget = min(float(f["cum_calls"].max()) for f in frames.values())
+        plot_comparison(frames, out / "comparison.png", budget)
+        plot_progress(frames, out / "progress_calls.png", title="prompt search: all backbones")
+    return results
