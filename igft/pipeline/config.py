@@ -44,8 +44,9 @@ class Stage2Config:
     enabled: bool = field(default=True, metadata={"help": "run Stage 2 (fine-tuning, generation, scores)"})
     format: str = field(default="intent+response", metadata={"help": "response | intent+response"})
     model: str = field(default="local:smollm2", metadata={"help": "model spec or HF id/path to fine-tune"})
-    max_steps: int = field(default=8, metadata={"help": "training steps (a few on CPU for the demo)"})
-    max_seq_len: int = field(default=384, metadata={"help": "tokens per training sample"})
+    max_steps: int = field(default=6, metadata={"help": "training steps (a few on CPU for the demo)"})
+    batch_size: int = field(default=2, metadata={"help": "training samples per step"})
+    max_seq_len: int = field(default=256, metadata={"help": "tokens per training sample (older turns are trimmed first)"})
     eval_conversations: int = field(default=3, metadata={"help": "held-out conversations to generate replies for"})
     labels_from: str = field(default="gold", metadata={"help": "train on 'gold' intents or on Stage 1 'predicted' labels"})
 
