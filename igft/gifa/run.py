@@ -107,16 +107,6 @@ def resolve_settings(args: LabelRunRequest) -> dict[str, Any]:
     }
 
 
-def _parse_options(pairs: list[str]) -> dict[str, str]:
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise IgftError(f"--option {pair!r} is not KEY=VALUE, e.g. --option n_clusters=40")
-        options[key.strip()] = value.strip()
-    return options
-
-
 def _gifa_config(values: dict):
     from igft.gifa.labeler import GifaConfig
 

@@ -110,6 +110,9 @@ def summarize(result: PipelineResult) -> str:
     """A short human summary of a pipeline run (what `igft demo` prints)."""
     s = result.summary
     lines = [f"igft pipeline [{s['mode']} mode] -> {result.out_dir}"]
+    if s["mode"] == "replay" and s["stage1"].get("llm") == "local:smollm2":
+        lines.append("  (dummy mode replays recordings made with SmolLM2-135M, which cannot label intents: the figures "
+                     "exercise the machinery, not the method; see simulated_runs/README.md)")
     st1 = s["stage1"]
     line = (f"  stage 1  {st1['labeler']} ({st1['llm']}): {st1['messages_labeled']}/{st1['messages']} messages labeled, "
             f"{st1['failed_conversations']} conversations failed, {st1['intents']} intents")
