@@ -65,6 +65,8 @@ def test_intent_response_training_overfits_and_generation_scores_run(toy_csv, tm
     # LoRA B starts at zero: a non-zero B means the optimizer changed the adapter.
     assert _lora_b_norm(result.adapter_dir) > 0
     assert result.data_stats["n_train_samples"] == 4 and result.data_stats["n_overlength"] == 0
+    # The adapter names the bundled base by its alias, not by this machine's cache path.
+    assert json.loads((result.adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"] == "smollm2"
 
     samples = evaluation_samples(load_conversations(toy_csv), "intent+response", SYSTEM)
     records = generate_predictions(samples, tmp_path / "pred.jsonl", adapter=result.adapter_dir,

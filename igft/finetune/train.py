@@ -231,6 +231,7 @@ def train(config: FinetuneConfig, dataset: Dataset | None = None) -> TrainResult
     adapter_dir = out / "adapter"
     trainer.model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
+    _name_portable_base(adapter_dir, config.model)
     meta = {"format": config.format, "system_prompt": data.stats["system_prompt"], "base_model": config.model,
             "max_seq_len": config.max_seq_len}
     (adapter_dir / ADAPTER_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -238,6 +239,19 @@ def train(config: FinetuneConfig, dataset: Dataset | None = None) -> TrainResult
     log = read_log(out / "train_log.jsonl")
     plot_loss(log, out / "loss.png")
     return TrainResult(out, adapter_dir, log, data.stats, metrics)
+
+
+def _name_portable_base(adapter_dir: Path, model: str) -> None:
+    """PEFT records the base as the folder it was loaded from; for igft's bundled models that is a
+    machine-specific cache path, so record the alias (`smollm2`) that every igft install resolves."""
+    from igft.llm.local_models import resolve_model_path
+
+    if resolve_model_path(model) == model:  # an HF id or a folder of the user's: keep it as PEFT wrote it
+        return
+    path = adapter_dir / "adapter_config.json"
+    adapter_config = json.loads(path.read_text(encoding="utf-8"))
+    adapter_config["base_model_name_or_path"] = model
+    path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True), encoding="utf-8")
 
 
 def adapter_meta(adapter_dir: str | Path) -> dict[str, Any]:
