@@ -51,7 +51,7 @@ def run_stage2(cfg: PipelineConfig, dataset: Dataset, out_dir: str | Path) -> St
     out = Path(out_dir)
     train_set, held_out = split_for_stage2(dataset, cfg)
     s2 = cfg.stage2
-    config = FinetuneConfig(format=s2.format, model=s2.model.removeprefix("local:"), max_steps=s2.max_steps,
+    config = FinetuneConfig(format=s2.format, model=s2.model.removeprefix("local:").removeprefix("hf:"), max_steps=s2.max_steps,
                             max_seq_len=s2.max_seq_len, per_device_train_batch_size=s2.batch_size, seed=cfg.seed, eval_steps=0, save_steps=max(s2.max_steps, 1),
                             val_fraction=0.1, output_dir=str(out / "finetune"))
     logger.info("stage 2: fine-tuning %s on %d conversations (%s, %d steps)", config.model, len(train_set),
