@@ -14,19 +14,10 @@ from igft.optimizers import prompts
 from igft.optimizers.runner import Candidate, CandidateTools, SearchContext
 from igft.optimizers.trial import Trial
 
-DEFAULT_SEED_INSTRUCTION = (
-    "You are analyzing a customer service conversation to identify the underlying intentions behind each message. "
-    "Assign a structured intent label to each message.\n"
-    "- Use an existing intent label if it already covers the message.\n"
-    "- Create a new intent only if the message introduces a distinct issue not covered by existing intents.")
-
-
 def seed_instruction() -> str:
-    """GIFA's own seed instruction when the GIFA module provides one, else the paper's."""
-    try:
-        from igft.gifa.prompts import SEED_INSTRUCTION
-    except ImportError:
-        return DEFAULT_SEED_INSTRUCTION
+    """GIFA's own seed instruction (iteration 0 of every search)."""
+    from igft.gifa.prompts import SEED_INSTRUCTION
+
     return SEED_INSTRUCTION
 
 
