@@ -96,6 +96,10 @@ class CassetteFile:
         self.kind = kind
         self._lock = threading.Lock()
         self.records: dict[tuple, dict] = {}
+        # A run killed mid-write leaves a last line without its newline; the first append ends it so a new
+        # record is never glued onto it. Decided once at load: re-reading the file's last byte before each
+        # append raced with another writer's line in progress and wrote stray blank lines.
+        self._torn_tail = False
         self._load()
 
     def _load(self) -> None:
@@ -105,6 +109,7 @@ class CassetteFile:
             raw = self.path.read_bytes()
         except OSError as err:
             raise CassetteFormatError(f"cannot read cassette {self.path}: {err}") from err
+        self._torn_tail = bool(raw) and not raw.endswith(b"\n")
         lines = raw.split(b"\n")
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -158,19 +163,15 @@ class CassetteFile:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                if os.fstat(fd).st_size > 0 and not self._ends_with_newline():
-                    os.write(fd, b"\n")  # never glue a new record onto a truncated line
+                if self._torn_tail:
+                    os.write(fd, b"\n")
+                    self._torn_tail = False
                 for record in fresh:
                     line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
                     os.write(fd, line.encode("utf-8"))
                     self.records[(record["key"], record.get("occurrence", 0))] = record
             finally:
                 os.close(fd)
-
-    def _ends_with_newline(self) -> bool:
-        with open(self.path, "rb") as handle:
-            handle.seek(-1, os.SEEK_END)
-            return handle.read(1) == b"\n"
 
 
 LMOrFactory = Union[LM, Callable[[], LM]]
