@@ -177,41 +177,52 @@ class CassetteFile:
 LMOrFactory = Union[LM, Callable[[], LM]]
 
 
-class CassetteLM:
-    """An LM that records to / replays from a cassette, constructing the real model only on a miss."""
+class _CassetteWrapper:
+    """What both cassette wrappers share: mode, cassette file, and the real backend built on first use."""
 
-    def __init__(self, inner: LMOrFactory, path: str | os.PathLike | None, mode: str = "replay", *,
-                 model: str | None = None):
+    _kind = ""      # record kind in the cassette: "chat" or "embedding"
+    _method = ""    # the backend's method, to tell a backend from a factory of one
+
+    def __init__(self, inner, path: str | os.PathLike | None, mode: str, model: str | None):
         self.mode = check_mode(mode, path)
-        if hasattr(inner, "complete"):
-            self._inner: LM | None = inner  # type: ignore[assignment]
-            self._factory = None
+        if hasattr(inner, self._method):
+            self._inner, self._factory = inner, None
         else:
             self._inner, self._factory = None, inner
         if model is None:
             if self._inner is None:
-                raise ValueError("CassetteLM needs model= when given a factory")
+                raise ValueError(f"{type(self).__name__} needs model= when given a factory")
             model = self._inner.model
         self.model = model
         self.path = Path(path) if path is not None else None
-        self._store = CassetteFile(self.path, "chat") if self.mode != "live" else None
-        self._counts: dict[str, int] = defaultdict(int)
-        self._released: dict[str, list[int]] = {}
-        self._lock = threading.Lock()
+        self._store = CassetteFile(self.path, self._kind) if self.mode != "live" else None
         self._inner_lock = threading.Lock()
-        # Called right before a live call (after a cassette miss); MeteredLM puts its budget check here
-        # so that cached answers stay free even when the budget is spent.
-        self.before_live: Callable[[CompletionRequest], None] | None = None
+        # Called right before a live call (after a cassette miss); the Metered wrappers put their budget
+        # check here so that cached answers stay free even when the budget is spent.
+        self.before_live: Callable | None = None
 
     @property
-    def inner(self) -> LM:
-        """The real model, built on first use (never in replay mode)."""
+    def inner(self):
+        """The real backend, built on first use (never in replay mode)."""
         if self._inner is None:
             with self._inner_lock:
                 if self._inner is None:
                     assert self._factory is not None
                     self._inner = self._factory()
         return self._inner
+
+
+class CassetteLM(_CassetteWrapper):
+    """An LM that records to / replays from a cassette, constructing the real model only on a miss."""
+
+    _kind, _method = "chat", "complete"
+
+    def __init__(self, inner: LMOrFactory, path: str | os.PathLike | None, mode: str = "replay", *,
+                 model: str | None = None):
+        super().__init__(inner, path, mode, model)
+        self._counts: dict[str, int] = defaultdict(int)
+        self._released: dict[str, list[int]] = {}
+        self._lock = threading.Lock()
 
     def _next_occurrence(self, key: str) -> int:
         with self._lock:
@@ -274,36 +285,14 @@ class CassetteLM:
 EmbedderOrFactory = Union[Embedder, Callable[[], Embedder]]
 
 
-class CassetteEmbedder:
+class CassetteEmbedder(_CassetteWrapper):
     """An Embedder that records / replays one vector per text; misses are embedded in one batch."""
+
+    _kind, _method = "embedding", "embed"
 
     def __init__(self, inner: EmbedderOrFactory, path: str | os.PathLike | None, mode: str = "replay", *,
                  model: str | None = None):
-        self.mode = check_mode(mode, path)
-        if hasattr(inner, "embed"):
-            self._inner: Embedder | None = inner  # type: ignore[assignment]
-            self._factory = None
-        else:
-            self._inner, self._factory = None, inner
-        if model is None:
-            if self._inner is None:
-                raise ValueError("CassetteEmbedder needs model= when given a factory")
-            model = self._inner.model
-        self.model = model
-        self.path = Path(path) if path is not None else None
-        self._store = CassetteFile(self.path, "embedding") if self.mode != "live" else None
-        self._inner_lock = threading.Lock()
-        # Called with the texts about to be embedded live; MeteredEmbedder counts / budgets them here.
-        self.before_live: Callable[[list[str]], None] | None = None
-
-    @property
-    def inner(self) -> Embedder:
-        if self._inner is None:
-            with self._inner_lock:
-                if self._inner is None:
-                    assert self._factory is not None
-                    self._inner = self._factory()
-        return self._inner
+        super().__init__(inner, path, mode, model)
 
     def _live(self, texts: list[str]) -> np.ndarray:
         if self.before_live is not None:
