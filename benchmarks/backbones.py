@@ -1,9 +1,10 @@
-"""Compare the four prompt-search backbones and a seed-only baseline at the same LLM-call budget.
+"""Compare the four prompt-search backbones on validation and on held-out test conversations.
 
-Replays the recorded toy runs under simulated_runs/ (no model, no network), then prints one table and
-writes backbones.png (best objective within the common budget) and backbones_progress.png (best so far
-against cumulative LLM calls). The recordings use SmolLM2-135M, which cannot really do GIFA: the
-figures exercise the machinery, not the method.
+Replays the recorded toy runs under simulated_runs/ (no model, no network), then prints one table
+(validation best, test score of that choice, the seed instruction on validation and test, test gain)
+and writes backbones.png (best validation objective within the common budget, test scores marked)
+and backbones_progress.png (best so far against cumulative LLM calls). The recordings use
+SmolLM2-135M, which cannot really do GIFA: the figures exercise the machinery, not the method.
 
     python benchmarks/backbones.py [--out DIR] [--budget CALLS]
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import math
+import json
 import tempfile
 from pathlib import Path
 
@@ -29,7 +30,12 @@ def replay(algo: str, out: Path):
         code = igft_main(["optimize", "--algo", algo, "--mode", "replay", "--out", str(out)])
     if code != 0:
         raise SystemExit(f"replay of {algo} failed (exit {code}); is simulated_runs/{algo.replace('-', '_')} recorded?")
-    return History.load(out / "history.jsonl").to_frame()
+    history = History.load(out / "history.jsonl")
+    return History(history.search_trials()).to_frame(), json.loads((out / "result.json").read_text())
+
+
+def _f(value) -> str:
+    return f"{value:8.4f}" if value is not None else "     n/a"
 
 
 def main() -> None:
@@ -40,24 +46,25 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        frames = {algo: replay(algo, Path(tmp) / algo) for algo in ALGOS}
+        runs = {algo: replay(algo, Path(tmp) / algo) for algo in ALGOS}
+    frames = {algo: frame for algo, (frame, _) in runs.items()}
+    results = {algo: result for algo, (_, result) in runs.items()}
     budget = args.budget or min(float(f["cum_calls"].max()) for f in frames.values())
-    # Seed-only baseline: the seed instruction scored on the same conversations, no search at all.
-    seed_rows = [f[f["phase"] == "seed"]["objective"] for f in frames.values()]
-    baseline = max((float(s.iloc[0]) for s in seed_rows if len(s)), default=float("nan"))
     print(f"backbones on the recorded toy runs (SmolLM2-135M: machinery check, not a quality claim); "
           f"common budget {budget:g} LLM calls")
-    print(f"{'backbone':15s} {'trials':>6s} {'max r':>5s} {'calls':>6s} {'tokens':>8s} {'best@budget':>11s} {'best':>8s} {'vs seed':>8s}")
+    print(f"{'backbone':15s} {'trials':>6s} {'max r':>5s} {'calls':>6s} {'val/tr/te':>9s} {'best@bud':>8s} "
+          f"{'best val':>8s} {'best test':>9s} {'seed val':>8s} {'seed test':>9s} {'gain':>8s}")
     for algo, f in frames.items():
-        at_budget = best_at_budget(f, budget)
-        ratio = f"{at_budget / baseline:7.2f}x" if math.isfinite(baseline) and baseline > 0.01 else "     n/a"
-        print(f"{algo:15s} {len(f):6d} {int(f['r'].max()):5d} {int(f['cum_calls'].max()):6d} {int(f['cum_tokens'].max()):8d} "
-              f"{at_budget:11.4f} {f['objective'].max():8.4f} {ratio}")
-    print(f"{'seed only':15s} {1:6d} {'':5s} {'-':>6s} {'-':>8s} {baseline:11.4f} {baseline:8.4f}")
-    print("max r = validation conversations per score; 'vs seed' is n/a when the seed's objective is ~0")
-    comparison = plot_comparison({**frames}, out / "backbones.png", budget, baseline=baseline)
-    progress = plot_progress(frames, out / "backbones_progress.png", x="cum_calls",
-                             title="best objective vs LLM calls (recorded SmolLM2 toy runs)")
+        r = results[algo]
+        sizes = f"{r['n_validation']}/{r['n_train']}/{r['n_test']}"
+        print(f"{algo:15s} {len(f):6d} {int(f['r'].max()):5d} {r['llm_calls']:6d} {sizes:>9s} {best_at_budget(f, budget):8.4f} "
+              f"{_f(r['best_val'])} {_f(r['best_test']):>9s} {_f(r['seed_val'])} {_f(r['seed_test']):>9s} {_f(r['test_gain'])}")
+    print("max r = validation conversations per score; best val is chosen at the largest r; test is scored once, "
+          "after the search; gain = best test - seed test; calls include the final test scoring")
+    tests = {algo: {k: results[algo][k] for k in ("best_test", "seed_test")} for algo in ALGOS}
+    comparison = plot_comparison(frames, out / "backbones.png", budget, tests=tests)
+    progress = plot_progress(frames, out / "backbones_progress.png", x="cum_calls", tests=tests,
+                             title="best validation objective vs LLM calls (recorded SmolLM2 toy runs)")
     print(f"wrote {comparison} and {progress}")
 
 

@@ -4,6 +4,11 @@
     python benchmarks/classifiers.py --task my.csv --methods tfidf,embeddings,head,generative \
         --llm-steps 30 --max-train 200
     python benchmarks/classifiers.py --methods prompt --lm openai:gpt-4o-mini --shots 5
+    python benchmarks/classifiers.py --task clinc150 [--quick] [--results results/classify_clinc150.md]
+
+CLINC150 (`--task clinc150`, data from ../shared/external/clinc150 or $IGFT_EXTERNAL_DATA): every method
+trained on `train`, tuned on `val` (the out-of-scope threshold, with `oos_val`), reported on `test` +
+`oos_test`; the LLM methods (head, generative, prompt) run on a stated budget (see benchmarks/clinc150.py).
 
 Every method is trained on the same train rows and scored on the same test rows of each task (the
 split column, else the seeded split). A majority-class row is printed as the floor. Timings are
@@ -43,7 +48,8 @@ def options_for(method: str, args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", action="append", help="task CSV (repeatable; default: the toy tasks)")
-    parser.add_argument("--methods", default="tfidf,embeddings", help="comma list of tfidf,embeddings,head,generative,prompt")
+    parser.add_argument("--methods", help="comma list of tfidf,embeddings,encoder,head,generative,prompt "
+                        "(default: tfidf,embeddings; clinc150: all six)")
     parser.add_argument("--model", default="smollm2", help="base model of the head / generative classifiers")
     parser.add_argument("--llm-steps", type=int, default=20, help="optimizer steps of the head / generative classifiers")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -55,13 +61,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="live", choices=["live", "record", "replay"])
     parser.add_argument("--cassette")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("IGFT_THREADS", "2")), help="torch threads")
+    parser.add_argument("--quick", action="store_true", help="clinc150: 10 intents, few rows, tiny LLM budgets (CI)")
+    parser.add_argument("--results", help="clinc150: also write this markdown results file")
+    parser.add_argument("--encoder-epochs", type=float, default=2.0, help="clinc150: encoder fine-tuning epochs")
+    parser.add_argument("--llm-train-per-intent", type=int, default=4, help="clinc150: training rows per intent for head / generative")
+    parser.add_argument("--llm-test-per-intent", type=int, default=1, help="clinc150: test rows per intent for head / generative / prompt")
+    parser.add_argument("--llm-oos-test", type=int, default=50, help="clinc150: oos_test rows for the LLM methods")
+    parser.add_argument("--prompt-test", type=int, default=30, help="clinc150: test rows for the prompt baseline")
     args = parser.parse_args(argv)
+    if args.task == ["clinc150"]:
+        from clinc150 import run_clinc150  # benchmarks/clinc150.py, beside this script
+
+        return run_clinc150(args, argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
     tasks = args.task or [str(dummy_data_dir() / "classify" / name) for name in TOY_TASKS]
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = [m.strip() for m in (args.methods or "tfidf,embeddings").split(",") if m.strip()]
     for path in tasks:
         task = load_task(path)
         parts = task.split(seed=0)

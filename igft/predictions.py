@@ -33,8 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from igft.data import DataError, Dataset, split_role
-from igft.data_validation import _as_int, _decode, _is_missing
+from igft.data import DataError, Dataset, is_missing, parse_whole_number, read_text, split_role
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ def _normalise(line: str) -> str:
 def _read_frame(path: Path) -> pd.DataFrame:
     import io
 
-    text = _decode(path)
+    text = read_text(path)
     try:
         return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except pd.errors.ParserError as exc:
@@ -74,7 +73,7 @@ def align_gifa_output(frame: pd.DataFrame, gold: Dataset, source: str = "<gifa o
     missing = [c for c in GIFA_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"{source}: line 1, column {missing[0]!r}: missing; the paper's GIFA output has columns {','.join(GIFA_COLUMNS)}")
-    counts = [_as_int(v, source, f"line {i + 2}", "count", "position (count)") for i, v in enumerate(frame["count"])]
+    counts = [parse_whole_number(v, source, f"line {i + 2}", "count", "position (count)") for i, v in enumerate(frame["count"])]
     texts, intents = frame["messages"].tolist(), frame["intent"].tolist()  # (per-row pandas access is slow)
     blocks: list[list[int]] = []
     for row, count in enumerate(counts):
@@ -134,7 +133,7 @@ def align_gifa_output(frame: pd.DataFrame, gold: Dataset, source: str = "<gifa o
                 choice = min(same_text, key=lambda i: abs(i - position))
             taken.add(choice)
             intent = intents[r]
-            if not _is_missing(intent):
+            if not is_missing(intent):
                 result.labels[messages[choice].key] = str(intent).strip()
     if result.unmatched_blocks or result.unaligned_rows:
         logger.warning("%s: %d block(s) matched no gold conversation, %d row(s) not aligned",
@@ -151,13 +150,13 @@ def _labels_csv(frame: pd.DataFrame, source: str) -> dict[tuple[int, int], str]:
     first: dict[tuple[int, int], int] = {}
     for i, (conv, idx, intent) in enumerate(zip(frame["conversation_number"], frame["index"], frame["intent"])):
         where = f"line {i + 2}"
-        key = (_as_int(conv, source, where, "conversation_number", "conversation number"),
-               _as_int(idx, source, where, "index", "message position (index)"))
+        key = (parse_whole_number(conv, source, where, "conversation_number", "conversation number"),
+               parse_whole_number(idx, source, where, "index", "message position (index)"))
         if key in first:
             raise DataError(f"{source}: {where}, column 'index': duplicate prediction for (conversation {key[0]}, "
                             f"index {key[1]}), first on line {first[key]}; keep one row per message")
         first[key] = i + 2
-        if not _is_missing(intent):  # an empty intent = no prediction (the message counts as a singleton)
+        if not is_missing(intent):  # an empty intent = no prediction (the message counts as a singleton)
             labels[key] = str(intent).strip()
     return labels
 

@@ -11,6 +11,11 @@ from pathlib import Path
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def repo_root() -> Path:
+    """The folder above the igft package (the repository root in a checkout)."""
+    return _REPO_ROOT
+
+
 def _resource_dir(name: str) -> Path:
     in_repo = _REPO_ROOT / name
     if in_repo.is_dir():

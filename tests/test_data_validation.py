@@ -49,8 +49,8 @@ MALFORMED = {
                   ["line 3", "column 'index'", "has no index 1", "without gaps"]),
     "index_starts_at_one": ("a.csv", HEADER + "0,customer: Hi,1,greeting\n0,assistant: Hello,2,greeting\n",
                             ["line 2", "column 'index'", "does not start at index 0"]),
-    "intent_not_snake_case": ("a.csv", HEADER + "0,customer: Hi,0,Greeting Message\n",
-                              ["line 2", "column 'intent'", "not snake_case", "'greeting_message'"]),
+    "synthetic_not_a_flag": ("a.csv", "conversation_number,conversation,index,synthetic\n0,customer: Hi,0,maybe\n",
+                             ["line 2", "column 'synthetic'", "'maybe' is not 0 or 1"]),
     "intent_empty_in_some_rows": ("a.csv", HEADER + "0,customer: Hi,0,greeting\n0,assistant: Hello,1,\n",
                                   ["line 3", "column 'intent'", "empty intent"]),
     "unquoted_comma": ("a.csv", HEADER + "0,customer: Hi, there,0,greeting\n", ["line 2", "5 fields", "quote texts"]),
@@ -68,8 +68,8 @@ MALFORMED = {
     "jsonl_duplicate_conversation": ("a.jsonl", jsonl({"conversation_number": 3, "messages": OK_MESSAGES},
                                                       {"conversation_number": 3, "messages": OK_MESSAGES}),
                                      ["line 2", "duplicate conversation 3", "first on line 1"]),
-    "jsonl_bad_intent": ("a.jsonl", jsonl({"messages": [dict(OK_MESSAGES[0], intent="Say Hi"), dict(OK_MESSAGES[1], intent="greet")]}),
-                         ["line 1", "field 'messages[0].intent'", "not snake_case"]),
+    "jsonl_intent_in_some_messages": ("a.jsonl", jsonl({"messages": [dict(OK_MESSAGES[0], intent="Say Hi"), OK_MESSAGES[1]]}),
+                                      ["line 1", "field 'messages[1].intent'", "empty intent"]),
 }
 
 

@@ -41,7 +41,7 @@ def test_self_evaluation_is_perfect(capsys):
     assert report["n_messages"] == load_conversations(toy).n_messages
 
 
-def test_labels_csv_with_missing_rows_counts_singletons(tmp_path, capsys):
+def test_labels_csv_with_missing_rows_counts_them_in_one_cluster(tmp_path, capsys):
     toy = load_conversations(toy_conversations_path())
     frame = toy.to_frame()
     frame["intent"] = frame["intent"].map(lambda s: s.split("_")[0])  # a coarser labeling
@@ -49,9 +49,14 @@ def test_labels_csv_with_missing_rows_counts_singletons(tmp_path, capsys):
     dropped.to_csv(tmp_path / "labels.csv", index=False)
     report = run_json(capsys, "--gold", str(toy_conversations_path()), "--pred", str(tmp_path / "labels.csv"))
     assert report["n_missing"] == len(toy.conversations[0])
+    assert report["coverage"] == pytest.approx(1 - len(toy.conversations[0]) / toy.n_messages)
     gold = [m.intent for m in toy.messages]
-    pred = [m.intent.split("_")[0] if m.conversation_number != toy.numbers[0] else f"missing_{m.key}" for m in toy.messages]
+    pred = [m.intent.split("_")[0] if m.conversation_number != toy.numbers[0] else "__unlabeled__" for m in toy.messages]
     assert report["AMI"] == pytest.approx(skm.adjusted_mutual_info_score(gold, pred), abs=1e-9)
+    singleton = run_json(capsys, "--gold", str(toy_conversations_path()), "--pred", str(tmp_path / "labels.csv"),
+                         "--missing", "singleton")
+    pred = [p if p != "__unlabeled__" else f"missing_{m.key}" for p, m in zip(pred, toy.messages)]
+    assert singleton["AMI"] == pytest.approx(skm.adjusted_mutual_info_score(gold, pred), abs=1e-9)
 
 
 def test_text_output_has_table_and_examples(tmp_path, capsys):

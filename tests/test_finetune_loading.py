@@ -8,28 +8,55 @@ from igft.finetune.config import FinetuneConfig, add_config_arguments, config_fr
 from igft.finetune.model_loading import DEFAULT_TARGET_MODULES, ModelLoadError, make_lora_config, select_backend
 
 
-@pytest.mark.parametrize("quantize, cuda, bnb, unsloth, kind, device", [
-    ("auto", True, True, True, "unsloth", "cuda"),
-    ("auto", True, True, False, "qlora", "cuda"),
-    ("4bit", True, True, True, "qlora", "cuda"),
-    ("auto", True, False, False, "full", "cuda"),
-    ("none", True, True, True, "full", "cuda"),
-    ("auto", False, True, True, "full", "cpu"),   # CPU: plain LoRA in fp32, even with bitsandbytes/unsloth installed
-    ("4bit", False, True, False, "qlora", "cpu"),  # bitsandbytes >= 0.47 runs NF4 on x86 CPUs
-    ("none", False, False, False, "full", "cpu"),
+@pytest.mark.parametrize("quantize, backend, cuda, bnb, unsloth, kind, device", [
+    ("auto", "auto", True, True, True, "qlora", "cuda"),     # Unsloth installed is not Unsloth asked for
+    ("auto", "unsloth", True, True, True, "unsloth", "cuda"),
+    ("auto", "auto", True, True, False, "qlora", "cuda"),
+    ("4bit", "hf", True, True, True, "qlora", "cuda"),
+    ("auto", "auto", True, False, False, "full", "cuda"),
+    ("none", "auto", True, True, True, "full", "cuda"),
+    ("auto", "auto", False, True, True, "full", "cpu"),   # CPU: plain LoRA in fp32, even with bitsandbytes installed
+    ("4bit", "auto", False, True, False, "qlora", "cpu"),  # bitsandbytes >= 0.47 runs NF4 on x86 CPUs
+    ("none", "auto", False, False, False, "full", "cpu"),
 ])
-def test_select_backend(quantize, cuda, bnb, unsloth, kind, device):
-    b = select_backend(quantize, cuda=cuda, bitsandbytes=bnb, unsloth=unsloth, bf16_supported=True)
+def test_select_backend(quantize, backend, cuda, bnb, unsloth, kind, device):
+    b = select_backend(quantize, backend=backend, cuda=cuda, bitsandbytes=bnb, unsloth=unsloth, capability=(8, 0))
     assert (b.kind, b.device) == (kind, device)
     assert b.dtype == ("bfloat16" if cuda else "float32")
 
 
+@pytest.mark.parametrize("capability, dtype", [((7, 5), "float16"), ((7, 0), "float16"), ((8, 0), "bfloat16"),
+                                               ((8, 9), "bfloat16"), ((9, 0), "bfloat16")])
+def test_bf16_only_from_compute_capability_8(capability, dtype):
+    from igft.finetune.trainer_args import mixed_precision
+
+    assert select_backend("auto", cuda=True, bitsandbytes=True, capability=capability).dtype == dtype
+    flags = mixed_precision("auto", cuda=True, capability=capability)
+    assert flags == {"bf16": dtype == "bfloat16", "fp16": dtype == "float16"}
+    assert mixed_precision("auto", cuda=False) == {"bf16": False, "fp16": False}
+    if capability < (8, 0):
+        with pytest.raises(IgftError, match="compute capability >= 8.0"):
+            mixed_precision("bf16", cuda=True, capability=capability)
+
+
 def test_select_backend_errors_name_the_fix():
-    with pytest.raises(ModelLoadError, match="pip install bitsandbytes"):
+    with pytest.raises(ModelLoadError, match="pip install 'bitsandbytes"):
         select_backend("4bit", cuda=False, bitsandbytes=False, unsloth=False)
     with pytest.raises(ModelLoadError, match="auto, 4bit, none"):
         select_backend("8bit", cuda=False, bitsandbytes=False, unsloth=False)
-    assert select_backend("auto", cuda=True, bitsandbytes=True, unsloth=False, bf16_supported=False).dtype == "float16"
+    with pytest.raises(ModelLoadError, match="pip install unsloth"):
+        select_backend("auto", backend="unsloth", cuda=True, unsloth=False)
+    with pytest.raises(ModelLoadError, match="needs a CUDA GPU"):
+        select_backend("auto", backend="unsloth", cuda=False, unsloth=True)
+
+
+def test_device_map_follows_the_local_process_index(monkeypatch):
+    from igft.finetune.model_loading import device_map_for_process
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert device_map_for_process() == {"": 0}
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert device_map_for_process() == {"": 3}
 
 
 def test_bnb_config_is_nf4_with_double_quantisation():

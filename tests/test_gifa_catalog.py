@@ -111,3 +111,56 @@ def test_catalog_order_counts_examples_descriptions():
     assert frame["examples"].tolist()[0] == ["hi", "hello"]
     assert frame["description"].tolist() == ["opens the conversation", ""]
     assert "greet" in catalog and len(catalog) == 2
+
+
+def _clustered_rows(rng, n, dim, centres=40):
+    """Unit rows around a few centres, like embeddings of recurring support messages."""
+    centre = rng.standard_normal((centres, dim)).astype(np.float32)
+    rows = centre[rng.integers(0, centres, n)] + 0.3 * rng.standard_normal((n, dim)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_hnsw_above_the_threshold_agrees_with_exact_search_and_is_deterministic():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(3)
+    emb = _clustered_rows(rng, 3000, 16)
+    keys = list(range(3000))
+    intents = [f"i{k % 50}" for k in keys]
+
+    def built(threshold, seed=0):
+        index = RetrievalIndex(emb, keys, ann_threshold=threshold, seed=seed)
+        for start in range(0, 2800, 10):  # one conversation of 10 messages at a time
+            index.add(keys[start:start + 10], intents[start:start + 10])
+        return index
+
+    exact, approx = built(None), built(500)
+    assert approx.uses_hnsw and not exact.uses_hnsw
+    queries = keys[2800:]
+    got, want = approx.neighbours(queries, 5), exact.neighbours(queries, 5)
+    recall = np.mean([len(set(g) & set(w)) / 5 for g, w in zip(got, want)])
+    assert recall >= 0.95
+    # Candidates are re-scored exactly: where the neighbours agree, so does the order (ties included).
+    assert sum(g == w for g, w in zip(got, want)) >= 0.9 * len(queries)
+    assert built(500).neighbours(queries, 5) == got  # same seed and insertion order: same answers
+    # Below the threshold the index is exact.
+    small, reference = RetrievalIndex(emb, keys, ann_threshold=2000), RetrievalIndex(emb, keys, ann_threshold=None)
+    for index in (small, reference):
+        index.add(keys[:1500], intents[:1500])
+    assert not small.uses_hnsw and small.neighbours(queries, 5) == reference.neighbours(queries, 5)
+
+
+def test_labels_on_toy_data_are_identical_with_hnsw_and_exact_search():
+    pytest.importorskip("faiss")
+    from igft.data import load_conversations
+    from igft.gifa import GifaConfig, label_dataset
+    from igft.llm.base import HashingEmbedder, ScriptedLM
+    from igft.llm.loopback_server import labeling_answer
+    from igft.resources import toy_conversations_path
+
+    toy = load_conversations(toy_conversations_path())
+    answer = lambda request: labeling_answer(request.messages[-1]["content"])  # noqa: E731
+    exact = label_dataset(toy, ScriptedLM(answer), HashingEmbedder(), GifaConfig(ann_threshold=None), progress=False)
+    lm = ScriptedLM(answer)
+    approx = label_dataset(toy, lm, HashingEmbedder(), GifaConfig(ann_threshold=20), progress=False)
+    assert approx.labels == exact.labels and approx.failures == []
+    assert len({r.messages[-1]["content"] for r in lm.requests}) == len(toy)

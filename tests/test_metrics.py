@@ -198,8 +198,8 @@ def test_counts_missing_and_dict_keys():
                 for i, intent in enumerate(["greet", "ask", "ask", "bye"])]
     dataset = Dataset([Conversation(0, tuple(messages))])
     labels = {(0, 0): "hello", (0, 1): "question", (0, 2): "question"}
-    report = evaluate_labels(dataset, labels)
-    assert report.n_missing == 1 and report.n_messages == 4
+    report = evaluate_labels(dataset, labels, missing="singleton")
+    assert report.n_missing == 1 and report.n_messages == 4 and report.coverage == 0.75
     assert report.n_pred_intents == 2  # named predicted intents; the missing message is a singleton cluster
     assert report.pred_counts == {"question": 2, "hello": 1}
     assert report.gold_counts == {"ask": 2, "bye": 1, "greet": 1}

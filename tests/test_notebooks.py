@@ -56,3 +56,57 @@ def test_notebook_executes_in_dummy_mode(name, tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     _execute(name, REPO_ROOT)
     assert any((tmp_path / "out").rglob("*")), "the notebook wrote no artifact"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_jupyterlab_is_installed_by_setup():
+    """`make setup` installs JupyterLab (dev/notebooks extras); `make notebook` runs `python -m jupyter lab`."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "jupyter", "lab", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert re.match(r"^\d+\.\d+", done.stdout.strip())
+    make = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^notebook:.*\n\t.*jupyter lab", make, re.MULTILINE)
+    pytest.importorskip("ipywidgets")  # tqdm's notebook bars need it ("IProgress not found" otherwise)
+
+
+def test_jupyter_server_answers_its_api_on_localhost(tmp_path):
+    """The server `make notebook` starts comes up on 127.0.0.1 and answers GET /api with its version."""
+    import json as json_module
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port, token = _free_port(), "igft-test-token"
+    server = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+                               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
+                               "--ServerApp.open_browser=False", "--allow-root"],  # CI containers run as root
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        answer, deadline = None, time.monotonic() + 120
+        while answer is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api?token={token}", timeout=5) as response:
+                    answer = json_module.loads(response.read())
+            except OSError:
+                time.sleep(0.5)
+        assert answer is not None, f"jupyter lab did not answer (exit {server.poll()})"
+        assert "version" in answer
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents?token={token}", timeout=10) as response:
+            assert json_module.loads(response.read())["type"] == "directory"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()

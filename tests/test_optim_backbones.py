@@ -106,7 +106,7 @@ def test_see_adaptive_stopping_ends_a_phase_after_tolerance_rounds_without_gain(
             return f"<instruction>label {request.seed % 97}</instruction>"
         return "<instruction>constant child</instruction>" if "concrete feedback" not in prompt else "fb"
     ctx = make_ctx(ScriptedLM(stale))
-    see_search(ctx, SEEConfig(population_size=2, r=4, phases=("init", "feedback"), feedback_rounds=6,
+    see_search(ctx, SEEConfig(population_size=2, r=4, phases=("init", "feedback"), feedback_rounds=6, adaptive=True,
                               tolerance=2, min_gain=0.5, lagged_feedback=True))
     rounds = {t.phase for t in ctx.history.trials if t.phase.startswith("feedback")}
     assert rounds == {"feedback_0", "feedback_1"}  # stopped after 2 stale rounds, not 6
@@ -137,7 +137,7 @@ def test_error_wise_pairing_prefers_the_most_different_parents_at_full_diversity
 def test_hyperband_runs_the_paper_schedule_and_warm_starts_from_the_previous_round():
     lm = ScriptedLM(optimizer_reply)
     ctx = make_ctx(lm)
-    config = HyperbandConfig(hours=0.3, eta=2, r_min=1, r_max=4, n_min=1,
+    config = HyperbandConfig(hours=0.3, eta=2, r_min=1, r_max=4, n_min=1, warm_keep="eta",
                              see=SEEConfig(phases=("init", "feedback"), feedback_rounds=1))
     plan = hyperband_rounds(config)
     summaries = hyperband_search(ctx, config)

@@ -7,14 +7,14 @@ import pytest
 
 from igft.cli import main
 
-SMALL = {"random": ["--iterations", "3"], "greedy": ["--iterations", "3", "--direct-rewrite"],
-         "see": ["--population", "2", "--feedback-rounds", "1", "--global-rounds", "1", "--semantic-rounds", "1"],
+SMALL = {"random": ["--iterations", "3"], "greedy": ["--iterations", "3", "--no-lagged-feedback"],
+         "see": ["--population-size", "2", "--feedback-rounds", "1", "--global-rounds", "1", "--semantic-rounds", "1"],
          "hyperband-see": ["--hours", "0.03", "--r-min", "1", "--r-max", "2", "--brackets", "1", "--feedback-rounds", "1"]}
 
 
 def optimize(tmp_path, algo, mode, out, *extra):
     return main(["optimize", "--algo", algo, "--llm", "scripted", "--embedder", "hashing", "--mode", mode,
-                 "--cassette", str(tmp_path / "cassette"), "--max-conversations", "4", "--r", "2", "--train-r", "1",
+                 "--cassette", str(tmp_path / "cassette"), "--max-conversations", "6", "--r", "2", "--train-r", "1",
                  "--out", str(out), *SMALL[algo], *extra])
 
 
@@ -41,12 +41,15 @@ def test_optimize_budget_and_resume_from_the_output_folder(tmp_path, capsys):
     assert optimize(tmp_path, "random", "record", tmp_path / "out", "--max-calls", "12") == 0
     stopped = json.loads((tmp_path / "out" / "result.json").read_text())
     assert stopped["stopped"] and stopped["llm_calls"] <= 12 and stopped["trials"] == 1
-    first = (tmp_path / "out" / "history.jsonl").read_text().splitlines()
+    search_lines = lambda: [line for line in (tmp_path / "out" / "history.jsonl").read_text().splitlines()
+                            if json.loads(line)["phase"] != "final"]
+    first = search_lines()
     assert len(first) == 1
+    assert stopped["best_test"] is not None and stopped["n_test"] == 2  # the test score is made even so
     # Rerun with a larger budget (run.json keeps the recorded one; a flag overrides it): finished trials are
     # reused (their lines stay), the search continues.
     assert optimize(tmp_path, "random", "record", tmp_path / "out", "--max-calls", "100") == 0
-    lines = (tmp_path / "out" / "history.jsonl").read_text().splitlines()
+    lines = search_lines()
     assert lines[: len(first)] == first and len(lines) == 3
 
 

@@ -1,5 +1,5 @@
 """The recorded SmolLM2 toy runs under simulated_runs/ replay with no model, no key, no network —
-and give identical histories at concurrency 1 and 4."""
+give identical histories at concurrency 1 and 4, and write the held-out figures into result.json."""
 from __future__ import annotations
 
 import json
@@ -24,4 +24,8 @@ def test_recorded_run_replays_identically_at_concurrency_1_and_4(tmp_path, algo,
     assert one == (tmp_path / "c4" / "history.jsonl").read_text()
     result = json.loads((tmp_path / "c1" / "result.json").read_text())
     assert result["live_calls"] == 0 and result["trials"] >= 3 and result["llm_calls"] > 0
-    assert result["trials"] == len(one.splitlines())
+    assert result["trials"] + result["final_trials"] == len(one.splitlines())
+    for key in ("best_val", "best_test", "seed_val", "seed_test", "test_gain"):
+        assert isinstance(result[key], float), key
+    assert result["test_gain"] == pytest.approx(result["best_test"] - result["seed_test"])
+    assert result["n_train"] >= 2 and result["n_validation"] >= 2 and result["n_test"] >= 2

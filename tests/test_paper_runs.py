@@ -46,3 +46,23 @@ def test_exact_alignment_scores_every_message_once(paper_runs):
     for name in exact:
         # One row per message removes the duplicated joins; the scores move, but not by much.
         assert exact[name] != paper[name] and abs(exact[name] - paper[name]) < 0.05
+
+
+def test_holdout_rejudges_each_backbone_out_of_sample(paper_runs, capsys, tmp_path):
+    gold = str(paper_runs / "toy_conversations.csv")
+    png = tmp_path / "holdout.png"
+    assert main(["paper-runs", str(paper_runs), "--gold", gold, "--holdout", "40", "--json", "--png", str(png)]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert set(got) == {"random", "greedy", "see", "hyperband_see"}
+    for name, r in got.items():
+        assert {"test_gain_mean", "test_gain_sd", "share_positive"} <= set(r)
+        assert 0 <= r["share_positive"] <= 1 and r["test_gain_sd"] >= 0 and r["n_splits"] == 40
+        assert r["validation_size"] >= 4 and r["test_size"] >= 4
+    # Hyperband-SEE candidates are its trials at the largest r only (16 conversations, its last rounds)
+    assert got["hyperband_see"]["n_conversations"] == 16
+    assert png.stat().st_size > 1000
+    # the same seed gives the same figures; another seed other splits
+    assert main(["paper-runs", str(paper_runs), "--gold", gold, "--holdout", "40", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == got
+    assert main(["paper-runs", str(paper_runs), "--gold", gold, "--holdout", "40", "--json", "--seed", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["random"]["test_gain_mean"] != got["random"]["test_gain_mean"]

@@ -27,6 +27,7 @@ METHODS = {
     "tfidf": "igft.classify.baselines:TfidfClassifier",
     "embeddings": "igft.classify.baselines:EmbeddingClassifier",
     "prompt": "igft.classify.baselines:PromptClassifier",
+    "encoder": "igft.classify.encoder:EncoderClassifier",
 }
 MANIFEST = "classifier.json"
 SPLIT_FILE = "split.csv"

@@ -54,6 +54,21 @@ def _predict_per_field(models: dict[str, Any], features, schema: TaskSchema) -> 
     return [{name: str(columns[name][i]) for name in columns} for i in range(n)]
 
 
+def _proba_per_field(models: dict[str, Any], features, schema: TaskSchema) -> dict[str, np.ndarray]:
+    """Class probabilities per field, columns in the field's label order (labels unseen in training: 0)."""
+    out = {}
+    for spec in schema.fields:
+        model = models[spec.name]
+        column = {label: i for i, label in enumerate(spec.labels)}
+        probs = np.zeros((features.shape[0], len(spec.labels)))
+        if isinstance(model, _ConstantModel):
+            probs[:, column[model.label]] = 1.0
+        else:
+            probs[:, [column[str(c)] for c in model.classes_]] = model.predict_proba(features)
+        out[spec.name] = probs
+    return out
+
+
 @dataclass
 class TfidfConfig:
     analyzer: str = field(default="word+char", metadata={"help": "word, char_wb, or word+char (both, concatenated)"})
@@ -93,6 +108,10 @@ class TfidfClassifier(Classifier):
 
     def predict(self, texts):
         return _predict_per_field(self.models, self.vectorizer.transform(list(texts)), self.schema)
+
+    def predict_proba(self, texts) -> dict[str, np.ndarray]:
+        """Logistic-regression probabilities per field (what the out-of-scope threshold reads)."""
+        return _proba_per_field(self.models, self.vectorizer.transform(list(texts)), self.schema)
 
     def save_files(self, out_dir: Path) -> None:
         with open(out_dir / "tfidf.pkl", "wb") as fh:
@@ -143,6 +162,10 @@ class EmbeddingClassifier(Classifier):
 
     def predict(self, texts):
         return _predict_per_field(self.models, self.embedder.embed(list(texts)), self.schema)
+
+    def predict_proba(self, texts) -> dict[str, np.ndarray]:
+        """Logistic-regression probabilities per field (what the out-of-scope threshold reads)."""
+        return _proba_per_field(self.models, self.embedder.embed(list(texts)), self.schema)
 
     def save_files(self, out_dir: Path) -> None:
         with open(out_dir / "embedding_lr.pkl", "wb") as fh:

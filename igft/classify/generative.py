@@ -10,42 +10,42 @@ Decoding can only produce a valid label for every field, so every output parses:
   the prompt and the fields chosen so far (batched), and the best is taken.
 To make the trie exact, the answer's token ids are built piecewise (skeleton pieces and labels are
 tokenized separately and concatenated) in training and decoding alike.
+
+Training runs on TRL's SFTTrainer over pre-tokenized prompt/completion rows (`input_ids` plus a
+`completion_mask`, TRL's processed form), so the loss covers the answer and its end-of-turn token
+only, and the options of igft.classify.llm_training apply (batch_size, grad_accum, schedule, mixed
+precision, validation loss + early stopping, checkpoints + resume, report_to). Prompts use the
+model's own chat template (the system text folded into the user turn where the template rejects a
+system role; igft's plain format for a model without a template).
+`inference_backend="vllm"` decodes with one vLLM engine and vLLM's structured outputs (a choice
+among the answers for one field, a JSON schema of enums for several) instead of the token trie.
 """
 from __future__ import annotations
 
 import logging
 import math
-import random
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from tqdm.auto import tqdm
-
 from igft.classify.base import Classifier, ClassifierError
-from igft.classify.prompting import system_prompt
-from igft.classify.task import TaskSchema
+from igft.classify.llm_training import (LLMTrainingOptions, checkpoint_folder, model_device, trainer_kwargs,
+                                        training_stats, validate_options)
+from igft.classify.prompting import parse_answer, system_prompt
+from igft.classify.task import TaskSchema, json_answer
 
 logger = logging.getLogger(__name__)
 END = -1  # trie key marking a complete unit (label + the skeleton piece after it)
 
 
 @dataclass
-class GenerativeConfig:
-    model: str = field(default="smollm2", metadata={"help": "base model: smollm2, a local folder or an HF id"})
-    quantize: str = field(default="auto", metadata={"help": "auto (QLoRA on CUDA+bitsandbytes), 4bit, none"})
-    lora_r: int = field(default=64, metadata={"help": "LoRA rank (the recipe's 64)"})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (the recipe's 16)"})
-    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout (the recipe's 0.1)"})
-    target_modules: str | None = field(default=None, metadata={"help": "comma list or all-linear; None = attention+MLP"})
-    epochs: float = field(default=1.0, metadata={"help": "passes over the training rows (ignored when max_steps > 0)"})
-    max_steps: int = field(default=0, metadata={"help": "optimizer steps; 0 = derive from epochs"})
-    batch_size: int = field(default=8, metadata={"help": "training batch size"})
-    learning_rate: float = field(default=2e-4, metadata={"help": "AdamW learning rate"})
+class GenerativeConfig(LLMTrainingOptions):
     max_text_tokens: int = field(default=256, metadata={"help": "input text is truncated to this many tokens"})
     decoding: str = field(default="constrained", metadata={"help": "constrained (token trie) or score (label likelihood)"})
-    eval_batch_size: int = field(default=16, metadata={"help": "texts per decoding batch"})
-    seed: int = field(default=0, metadata={"help": "seed for LoRA init, dropout and batch order"})
+    inference_backend: str = field(default="hf", metadata={"help": "hf (transformers) or vllm (one engine, structured outputs; GPU)"})
+    gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vllm: share of GPU memory for the engine"})
+    max_model_len: int | None = field(default=None, metadata={"help": "vllm: context length of the engine"})
 
 
 class GenerativeClassifier(Classifier):
@@ -54,8 +54,12 @@ class GenerativeClassifier(Classifier):
 
     def __init__(self, schema: TaskSchema, config: Any = None):
         super().__init__(schema, config)
+        validate_options(self.config)
         if self.config.decoding not in ("constrained", "score"):
             raise ClassifierError(f"decoding must be constrained or score, got {self.config.decoding!r}")
+        if self.config.inference_backend not in ("hf", "vllm"):
+            raise ClassifierError(f"inference_backend must be hf or vllm, got {self.config.inference_backend!r}")
+        self._vllm = None
         self.model = None
         self.tokenizer = None
         self.last_outputs: list[str] = []  # raw decoded answers of the last predict call (tests json.loads them)
@@ -64,7 +68,10 @@ class GenerativeClassifier(Classifier):
     def _load_base(self):
         from igft.finetune.model_loading import load_causal_lm
 
-        model, tokenizer = load_causal_lm(self.config.model, quantize=self.config.quantize)
+        from igft.finetune.chat_template import prepare_inference_tokenizer
+
+        model, tokenizer = load_causal_lm(self.config.model, quantize=self.config.quantize, backend=self.config.backend)
+        prepare_inference_tokenizer(tokenizer)  # own template; the plain format when the model has none
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         return model, tokenizer
@@ -76,7 +83,10 @@ class GenerativeClassifier(Classifier):
         names = self.schema.field_names
         self._prefix = enc('{"' + names[0] + '": "')
         self._after = [enc('", "' + names[i + 1] + '": "') for i in range(len(names) - 1)] + [enc('"}')]
-        self._eos = tok.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tok.get_vocab() else tok.eos_token_id
+        from igft.finetune.chat_template import accepts_system, end_of_turn_token
+        # the answer ends with the template's own end of turn (<|im_end|>, <|eot_id|>, <end_of_turn>, eos)
+        self._eos = tok.convert_tokens_to_ids(end_of_turn_token(tok))
+        self._system_ok = accepts_system(tok)
         self._units: list[dict[str, list[int]]] = []
         self._tries: list[dict] = []
         for i, spec in enumerate(self.schema.fields):
@@ -99,9 +109,10 @@ class GenerativeClassifier(Classifier):
         tok = self.tokenizer
         ids = tok(text, add_special_tokens=False)["input_ids"][: self.config.max_text_tokens]
         text = tok.decode(ids)
+        from igft.finetune.chat_template import render_prompt
+
         messages = [{"role": "system", "content": self._system}, {"role": "user", "content": text}]
-        rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return tok(rendered, add_special_tokens=False)["input_ids"]
+        return tok(render_prompt(tok, messages, self._system_ok), add_special_tokens=False)["input_ids"]
 
     def _answer_ids(self, target: dict[str, str]) -> list[int]:
         ids = list(self._prefix)
@@ -110,10 +121,21 @@ class GenerativeClassifier(Classifier):
         return ids + [self._eos]
 
     # ---- training ---------------------------------------------------------------------------------
+    def _rows(self, texts: Sequence[str], targets: Sequence[dict[str, str]]) -> Any:
+        """TRL's processed prompt/completion form: input_ids and a completion_mask over the answer tokens."""
+        import datasets
+
+        rows = []
+        for text, target in zip(texts, targets):
+            prompt, answer = self._prompt_ids(text), self._answer_ids(target)
+            rows.append({"input_ids": prompt + answer, "completion_mask": [0] * len(prompt) + [1] * len(answer)})
+        return datasets.Dataset.from_list(rows)
+
     def fit(self, texts, targets, val_texts=(), val_targets=()) -> dict:
         import torch
-        from peft import get_peft_model
-        from igft.finetune.model_loading import make_lora_config
+        from trl import SFTConfig, SFTTrainer
+        from igft.finetune.model_loading import apply_lora, make_lora_config
+        from igft.finetune.trainer_args import early_stopping
 
         cfg = self.config
         torch.manual_seed(cfg.seed)
@@ -121,30 +143,21 @@ class GenerativeClassifier(Classifier):
         self._prepare_encoding()
         lora = make_lora_config(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                                 target_modules=cfg.target_modules, task_type="CAUSAL_LM")
-        self.model = get_peft_model(model, lora)
-        examples = [(self._prompt_ids(t), self._answer_ids(y)) for t, y in zip(texts, targets)]
-        steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
-        total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * steps_per_epoch))
-        optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=cfg.learning_rate)
-        rng = random.Random(cfg.seed)
-        order: list[int] = []
-        losses = []
-        self.model.train()
-        for _ in tqdm(range(total), desc="generative classifier", leave=False):
-            if len(order) < cfg.batch_size:
-                fresh = list(range(len(examples)))
-                rng.shuffle(fresh)
-                order += fresh
-            batch = [examples[i] for i in order[: cfg.batch_size]]
-            del order[: cfg.batch_size]
-            input_ids, attention, labels = self._collate(batch)
-            loss = self.model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            losses.append(float(loss.detach()))
+        self.model = apply_lora(model, lora)
+        known = [i for i, t in enumerate(val_targets)
+                 if all(t[spec.name] in spec.labels for spec in self.schema.fields)]  # unseen labels: no answer ids
+        val_rows = self._rows([val_texts[i] for i in known], [val_targets[i] for i in known]) if known else None
+        with checkpoint_folder(cfg) as (folder, resume_from):
+            args = SFTConfig(**trainer_kwargs(cfg, folder, has_eval=val_rows is not None),
+                             completion_only_loss=True, max_length=None, packing=False)
+            trainer = SFTTrainer(model=self.model, args=args, train_dataset=self._rows(texts, targets),
+                                 eval_dataset=val_rows, processing_class=self.tokenizer,
+                                 callbacks=early_stopping(args, cfg.early_stopping_patience))
+            trainer.train(resume_from_checkpoint=resume_from)
+            stats = training_stats(trainer, len(texts), resume_from)
+        self.model = trainer.model
         self.model.eval()
-        return {"steps": total, "first_loss": losses[0], "last_loss": losses[-1], "n_train": len(examples)}
+        return stats
 
     def _collate(self, batch: Sequence[tuple[list[int], list[int]]]):
         import torch
@@ -195,6 +208,8 @@ class GenerativeClassifier(Classifier):
         import torch
 
         ids, attention = self._left_pad(prompts)
+        device = model_device(self.model)
+        ids, attention = ids.to(device), attention.to(device)
         width = ids.shape[1]
         longest = len(self._prefix) + sum(max(len(u) for u in units.values()) for units in self._units) + 1
 
@@ -221,8 +236,9 @@ class GenerativeClassifier(Classifier):
                 part = pairs[start:start + chunk]
                 batch = [(contexts[row], units[u]) for row, u in part]
                 input_ids, attention, labels = self._collate(batch)
+                device = model_device(self.model)
                 with torch.no_grad():
-                    logits = self.model(input_ids=input_ids, attention_mask=attention).logits
+                    logits = self.model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.cpu()
                 logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
                 target = labels[:, 1:]
                 mask = target != -100
@@ -236,9 +252,49 @@ class GenerativeClassifier(Classifier):
                 answers[row] += units[u]
         return [a + [self._eos] for a in answers]
 
+    # ---- vLLM structured outputs -----------------------------------------------------------------
+    def structured_request(self) -> dict[str, Any]:
+        """vLLM StructuredOutputsParams keywords: a choice among the full answers for one field, else a
+        JSON schema whose properties are enums of the allowed labels."""
+        names = self.schema.field_names
+        if len(self.schema.fields) == 1:
+            spec = self.schema.fields[0]
+            return {"choice": [json_answer({spec.name: label}, names) for label in spec.labels]}
+        schema = {"type": "object", "additionalProperties": False, "required": list(names),
+                  "properties": {spec.name: {"type": "string", "enum": list(spec.labels)} for spec in self.schema.fields}}
+        return {"json": schema}
+
+    def _predict_vllm(self, texts: Sequence[str]) -> list[dict[str, str]]:
+        from igft.finetune.generate import GenerationSettings, VLLMGenerator
+        from igft.llm.local_models import resolve_model_path
+
+        if self._vllm is None:  # one engine for every predict call of this classifier
+            adapter_dir = Path(tempfile.mkdtemp(prefix="igft-generative-adapter-"))
+            self.model.save_pretrained(adapter_dir)
+            settings = GenerationSettings(max_new_tokens=self._longest_answer(), temperature=0.0, seed=self.config.seed,
+                                          gpu_memory_utilization=self.config.gpu_memory_utilization,
+                                          max_model_len=self.config.max_model_len)
+            self._vllm = VLLMGenerator(resolve_model_path(self.config.model), settings, adapter_dir)
+        tok = self.tokenizer
+        prompts = [tok.decode(self._prompt_ids(t)) for t in texts]
+        outputs = self._vllm.generate(prompts, stop=[tok.convert_ids_to_tokens(self._eos)],
+                                      structured=self.structured_request())
+        self.last_outputs = list(outputs)
+        results = []
+        for text in outputs:
+            labels, _ = parse_answer(text, self.schema)
+            results.append({name: labels[name] if labels[name] is not None else spec.labels[0]
+                            for name, spec in zip(self.schema.field_names, self.schema.fields)})
+        return results
+
+    def _longest_answer(self) -> int:
+        return len(self._prefix) + sum(max(len(u) for u in units.values()) for units in self._units) + 1
+
     def predict(self, texts):
         if self.model is None:
             raise ClassifierError("the generative classifier is not trained; call fit or load a saved model")
+        if self.config.inference_backend == "vllm":
+            return self._predict_vllm(list(texts))
         results, raw = [], []
         size = max(1, self.config.eval_batch_size)
         decode = self._decode_constrained if self.config.decoding == "constrained" else self._decode_scored

@@ -7,21 +7,24 @@ w_c = N / (K * n_c), scikit-learn's formula) or are given.
 
 Multi-field tasks use one head whose logits are the fields' label sets side by side; the loss is the
 sum over fields of each field's weighted cross-entropy on its slice.
+
+Training runs on transformers' Trainer (`WeightedLossTrainer` overrides `compute_loss` with that loss),
+so the options of igft.classify.llm_training apply: batch_size, grad_accum, schedule + warmup, mixed
+precision, validation loss + early stopping, checkpoints + resume, report_to. `quantize="4bit"` loads
+the base in NF4 through bitsandbytes (its CPU backend too) and keeps the score head in full precision.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
-import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from tqdm.auto import tqdm
-
 from igft.classify.base import Classifier, ClassifierError
+from igft.classify.llm_training import (LLMTrainingOptions, checkpoint_folder, model_device, trainer_kwargs,
+                                        training_stats, validate_options)
 from igft.classify.task import TaskSchema
 
 logger = logging.getLogger(__name__)
@@ -42,22 +45,41 @@ def weighted_cross_entropy(logits, targets, weights=None):
 
 
 @dataclass
-class HeadConfig:
+class HeadConfig(LLMTrainingOptions):
     model: str = field(default="smollm2", metadata={"help": "base decoder LLM: smollm2, a local folder or an HF id"})
     quantize: str = field(default="none", metadata={"help": "none, or 4bit (QLoRA: NF4 base weights via bitsandbytes)"})
-    lora_r: int = field(default=64, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
-    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout"})
-    target_modules: str | None = field(default=None, metadata={"help": "comma list or all-linear; None = attention+MLP"})
     class_weights: str = field(default="balanced", metadata={"help": "balanced (inverse frequencies) or none"})
     weights: dict | None = field(default=None, metadata={"help": "given weights: {label: w} (one field) or {field: {label: w}}"})
     epochs: float = field(default=3.0, metadata={"help": "passes over the training rows (ignored when max_steps > 0)"})
-    max_steps: int = field(default=0, metadata={"help": "optimizer steps; 0 = derive from epochs"})
-    batch_size: int = field(default=8, metadata={"help": "training batch size"})
-    learning_rate: float = field(default=2e-4, metadata={"help": "AdamW learning rate"})
     max_length: int = field(default=256, metadata={"help": "input tokens (truncated)"})
     eval_batch_size: int = field(default=32, metadata={"help": "texts per inference batch"})
-    seed: int = field(default=0, metadata={"help": "seed for head init, dropout and batch order"})
+
+
+def _weighted_loss_trainer(loss_fn):
+    """A transformers Trainer whose loss is `loss_fn(logits, labels)` (the fields' class-weighted CE)."""
+    from transformers import Trainer
+
+    class WeightedLossTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            loss = loss_fn(outputs.logits, labels)
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedLossTrainer
+
+
+class _Rows:
+    """A torch Dataset of tokenized texts with their label indices (one per field)."""
+
+    def __init__(self, encodings: dict[str, list], labels: list[list[int]]):
+        self.encodings, self.labels = encodings, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {**{k: v[i] for k, v in self.encodings.items()}, "labels": self.labels[i]}
 
 
 class HeadClassifier(Classifier):
@@ -66,6 +88,7 @@ class HeadClassifier(Classifier):
 
     def __init__(self, schema: TaskSchema, config: Any = None):
         super().__init__(schema, config)
+        validate_options(self.config)
         if self.config.class_weights not in ("balanced", "none"):
             raise ClassifierError(f"class_weights must be balanced or none, got {self.config.class_weights!r}")
         self.model = None
@@ -81,21 +104,15 @@ class HeadClassifier(Classifier):
     def _load_base(self):
         import torch
         from transformers import AutoModelForSequenceClassification
-        from igft.finetune.model_loading import bnb_config, load_tokenizer
-        from igft.llm.local_models import resolve_model_path
+        from igft.finetune.model_loading import load_causal_lm
 
-        tokenizer = load_tokenizer(self.config.model)
-        kwargs: dict[str, Any] = {"dtype": torch.float32, "num_labels": self.num_labels}
-        if self.config.quantize == "4bit":
-            kwargs["quantization_config"] = bnb_config("float32")
-        elif self.config.quantize != "none":
-            raise ClassifierError(f"quantize must be none or 4bit for the head classifier, got {self.config.quantize!r}")
+        if self.config.quantize not in ("none", "4bit", "auto"):
+            raise ClassifierError(f"quantize must be none, auto or 4bit for the head classifier, got {self.config.quantize!r}")
         torch.manual_seed(self.config.seed)  # the score head starts random: seed it so runs repeat
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(self.config.model), **kwargs)
-        except (OSError, ValueError) as err:
-            raise ClassifierError(f"cannot load {self.config.model!r} with a classification head: "
-                                  f"{str(err).splitlines()[0]}; pass smollm2 or a local decoder model folder") from err
+        # Same placement and quantisation rules as Stage 2; the score head stays unquantized (trained whole).
+        model, tokenizer = load_causal_lm(self.config.model, quantize=self.config.quantize, backend="hf",
+                                          auto_class=AutoModelForSequenceClassification,
+                                          model_kwargs={"num_labels": self.num_labels}, skip_quantization=["score"])
         # decoder LLMs have no pad token; the head reads the last non-pad position, so it must be set
         model.config.pad_token_id = tokenizer.pad_token_id
         return model, tokenizer
@@ -114,8 +131,9 @@ class HeadClassifier(Classifier):
         return balanced_class_weights(labels, spec.labels)
 
     def _encode(self, texts: Sequence[str]):
-        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.max_length,
-                              return_tensors="pt")
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.max_length,
+                               return_tensors="pt")
+        return batch.to(model_device(self.model)) if self.model is not None else batch
 
     def loss(self, logits, targets):
         """Sum over fields of the weighted cross-entropy on each field's logit slice. targets: (batch, n_fields)."""
@@ -124,14 +142,18 @@ class HeadClassifier(Classifier):
         total = logits.new_zeros(())
         for j, spec in enumerate(self.schema.fields):
             lo, hi = self.offsets[j]
-            weights = torch.tensor(self.field_weights[spec.name], dtype=logits.dtype)
-            total = total + weighted_cross_entropy(logits[:, lo:hi], targets[:, j], weights)
+            weights = torch.tensor(self.field_weights[spec.name], dtype=torch.float32, device=logits.device)
+            total = total + weighted_cross_entropy(logits[:, lo:hi].float(), targets[:, j], weights)
         return total
 
+    def _rows(self, texts: Sequence[str], targets: Sequence[dict[str, str]]) -> _Rows:
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length)
+        labels = [[spec.labels.index(t[spec.name]) for spec in self.schema.fields] for t in targets]
+        return _Rows({k: list(v) for k, v in enc.items()}, labels)
+
     def fit(self, texts, targets, val_texts=(), val_targets=()) -> dict:
-        import torch
-        from peft import get_peft_model
-        from igft.finetune.model_loading import make_lora_config
+        from transformers import DataCollatorWithPadding, TrainingArguments
+        from igft.finetune.model_loading import apply_lora, make_lora_config
 
         cfg = self.config
         model, self.tokenizer = self._load_base()
@@ -139,32 +161,24 @@ class HeadClassifier(Classifier):
                               for spec in self.schema.fields}
         lora = make_lora_config(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                                 target_modules=cfg.target_modules, task_type="SEQ_CLS", modules_to_save=["score"])
-        self.model = get_peft_model(model, lora)
-        y = torch.tensor([[spec.labels.index(t[spec.name]) for spec in self.schema.fields] for t in targets])
-        steps_per_epoch = math.ceil(len(texts) / cfg.batch_size)
-        total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * steps_per_epoch))
-        optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=cfg.learning_rate)
-        rng = random.Random(cfg.seed)
-        order: list[int] = []
-        losses = []
-        self.model.train()
-        for _ in tqdm(range(total), desc="classification head", leave=False):
-            if len(order) < cfg.batch_size:
-                fresh = list(range(len(texts)))
-                rng.shuffle(fresh)
-                order += fresh
-            idx = order[: cfg.batch_size]
-            del order[: cfg.batch_size]
-            batch = self._encode([texts[i] for i in idx])
-            logits = self.model(**batch).logits
-            loss = self.loss(logits, y[idx])
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            losses.append(float(loss.detach()))
+        self.model = apply_lora(model, lora)
+        train_rows = self._rows(texts, targets)
+        known = [i for i, t in enumerate(val_targets)
+                 if all(t[spec.name] in spec.labels for spec in self.schema.fields)]  # unseen labels: no loss
+        val_rows = self._rows([val_texts[i] for i in known], [val_targets[i] for i in known]) if known else None
+        with checkpoint_folder(cfg) as (folder, resume_from):
+            args = TrainingArguments(**trainer_kwargs(cfg, folder, has_eval=val_rows is not None),
+                                     remove_unused_columns=False, label_names=["labels"])
+            from igft.finetune.trainer_args import early_stopping
+            trainer = _weighted_loss_trainer(self.loss)(
+                model=self.model, args=args, train_dataset=train_rows, eval_dataset=val_rows,
+                data_collator=DataCollatorWithPadding(self.tokenizer),
+                callbacks=early_stopping(args, cfg.early_stopping_patience))
+            trainer.train(resume_from_checkpoint=resume_from)
+            stats = training_stats(trainer, len(texts), resume_from)
+        self.model = trainer.model
         self.model.eval()
-        return {"steps": total, "first_loss": losses[0], "last_loss": losses[-1], "n_train": len(texts),
-                "class_weights": self.field_weights}
+        return {**stats, "class_weights": self.field_weights}
 
     def logits(self, texts: Sequence[str]):
         import torch

@@ -19,16 +19,45 @@ COMMAND_MODULES = [
     "igft.cli.optimize",   # igft optimize, igft paper-runs, igft hyperband-schedule
     "igft.cli.finetune",   # igft finetune, igft generate, igft score
     "igft.cli.classify",   # igft classify ...
+    "igft.cli.export",     # igft export --adapter DIR --merge --out DIR
     "igft.cli.demo",       # igft demo
+    "igft.cli.curate",     # igft curate redact|dedup|synth
 ]
 
 logger = logging.getLogger("igft")
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to every option whose help text does not already name its default.
+
+    Unset defaults (None), off switches (False) and suppressed ones are left out: "(default: None)"
+    tells a reader nothing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text.lower() or default is None or default is False or default is argparse.SUPPRESS
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+            return f"{text} (default: {str(shown).replace('%', '%%')})"
+        return text
+
+
+class IgftArgumentParser(argparse.ArgumentParser):
+    """Every igft parser and subparser (argparse builds subparsers with the parent's class) shows defaults."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="igft", description="Intent-Guided Fine-Tuning for customer-support LLMs.")
+    parser = IgftArgumentParser(prog="igft", description="Intent-Guided Fine-Tuning for customer-support LLMs.")
     parser.add_argument("--version", action="version", version=f"igft {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging and third-party output (-v info, -vv debug); IGFT_VERBOSE=1 does the same")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -38,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from igft.quiet import quiet_third_party, verbose_requested
+
+    quiet_third_party(args.verbose)
+    if verbose_requested() and not args.verbose:
+        args.verbose = 1  # IGFT_VERBOSE=1 means what -v means
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):

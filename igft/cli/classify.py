@@ -8,13 +8,24 @@ from pathlib import Path
 
 from igft.errors import IgftError
 
-METHOD_CHOICES = ["generative", "head", "tfidf", "embeddings", "prompt"]
+METHOD_CHOICES = ["generative", "head", "tfidf", "embeddings", "prompt", "encoder"]
+LLM_METHODS = {"generative", "head"}
 # shortcut flag -> (config key, methods it applies to)
 SHORTCUTS = {
     "model": ("model", {"generative", "head"}),
     "max_steps": ("max_steps", {"generative", "head"}),
     "epochs": ("epochs", {"generative", "head"}),
     "batch_size": ("batch_size", {"generative", "head"}),
+    "grad_accum": ("grad_accum", {"generative", "head"}),
+    "learning_rate": ("learning_rate", {"generative", "head"}),
+    "lr_scheduler": ("lr_scheduler", {"generative", "head"}),
+    "warmup": ("warmup", {"generative", "head"}),
+    "eval_steps": ("eval_steps", {"generative", "head"}),
+    "early_stopping_patience": ("early_stopping_patience", {"generative", "head"}),
+    "report_to": ("report_to", {"generative", "head"}),
+    "precision": ("precision", {"generative", "head"}),
+    "backend": ("backend", {"generative", "head"}),
+    "inference_backend": ("inference_backend", {"generative"}),
     "quantize": ("quantize", {"generative", "head"}),
     "decoding": ("decoding", {"generative"}),
     "class_weights": ("class_weights", {"head"}),
@@ -53,9 +64,23 @@ def _train(args: argparse.Namespace) -> int:
                 raise IgftError(f"--{flag.replace('_', '-')} does not apply to --method {args.method} "
                                 f"(it is for: {', '.join(sorted(methods))})")
             options[key] = value
+    if args.method in LLM_METHODS:
+        # checkpoints beside the model: rerunning the same command resumes from the last one
+        options.setdefault("checkpoint_dir", str(Path(args.out) / "checkpoints"))
+        if options.get("backend") == "unsloth" and args.method == "head":
+            raise IgftError("--backend unsloth applies to --method generative only (Unsloth has no classification heads)")
+    main_process = _quiet_other_ranks()
     _, stats = train_classifier(task, args.method, options=options, seed=args.seed, out_dir=args.out, max_train=args.max_train)
-    print(json.dumps({"out": str(args.out), "method": args.method, **{k: v for k, v in stats.items() if k != "class_weights"}}))
+    if main_process:
+        print(json.dumps({"out": str(args.out), "method": args.method,
+                          **{k: v for k, v in stats.items() if k not in ("class_weights", "losses", "eval_losses")}}))
     return 0
+
+
+def _quiet_other_ranks() -> bool:
+    """Under `accelerate launch`, only rank 0 prints and logs; True on the main process."""
+    from igft.cli.finetune import _quiet_other_ranks as quiet
+    return quiet()
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -136,7 +161,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--model", help="generative/head: base model (smollm2, folder, HF id)")
     train.add_argument("--max-steps", type=int, help="generative/head: optimizer steps")
     train.add_argument("--epochs", type=float, help="generative/head: epochs")
-    train.add_argument("--batch-size", type=int, help="generative/head: batch size")
+    train.add_argument("--batch-size", type=int, help="generative/head: rows per device per micro-batch")
+    train.add_argument("--grad-accum", type=int, help="generative/head: micro-batches per optimizer step")
+    train.add_argument("--learning-rate", type=float, help="generative/head: peak learning rate")
+    train.add_argument("--lr-scheduler", choices=["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts"],
+                       help="generative/head: schedule after warmup")
+    train.add_argument("--warmup", type=float, help="generative/head: warmup fraction (< 1) or steps")
+    train.add_argument("--eval-steps", type=int, help="generative/head: validation loss every N steps (0 = never)")
+    train.add_argument("--early-stopping-patience", type=int, help="generative/head: evaluations without improvement before stopping")
+    train.add_argument("--report-to", help="generative/head: none | tensorboard | wandb | mlflow")
+    train.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], help="generative/head: mixed precision")
+    train.add_argument("--backend", choices=["auto", "hf", "unsloth"], help="generative: unsloth only when asked")
+    train.add_argument("--inference-backend", choices=["hf", "vllm"], help="generative: decode with transformers or vLLM")
     train.add_argument("--quantize", choices=["auto", "4bit", "none"], help="generative/head: QLoRA 4-bit or not")
     train.add_argument("--decoding", choices=["constrained", "score"], help="generative: how labels are decoded")
     train.add_argument("--class-weights", choices=["balanced", "none"], help="head: loss weighting")

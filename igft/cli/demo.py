@@ -7,13 +7,17 @@ import logging
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "demo", help="run both stages end to end (dummy mode: replays simulated_runs/, a few CPU training steps)",
-        description="Run the whole igft pipeline: GIFA labels + report, labeler comparison, the four prompt-search "
-                    "backbones, and a short Stage 2 fine-tune with generated replies and scores. Without --config it "
-                    "replays the bundled recordings (no key, no network).")
+        "demo", help="run both stages end to end (dummy mode: labelers on the toy data, the bundled replays, a CPU fine-tune)",
+        description="Run the whole igft pipeline: the labelers side by side on the toy data's gold intents (printed "
+                    "first), GIFA and the four prompt-search backbones replayed, and a Stage 2 LoRA fine-tune scored "
+                    "beside its base model. Without --config it replays the bundled recordings (no key, no network). "
+                    "With --paper-runs (or $IGFT_PAPER_RUNS) it adds the paper's recorded GPT-4o runs.")
     p.add_argument("--config", help="pipeline YAML (data, llm, embedder, mode, search, stage2); see examples/demo.yaml")
     p.add_argument("--out", default="runs/demo", help="output folder for every artifact (default: runs/demo)")
     p.add_argument("--mode", choices=("live", "record", "replay"), help="override the config's mode")
+    p.add_argument("--paper-runs", metavar="PATH",
+                   help="the paper's `Stage 1/` folder or repository clone (see `igft paper-runs --download`); "
+                        "default: $IGFT_PAPER_RUNS, else left out")
     p.add_argument("--max-steps", type=int, help="override stage2.max_steps")
     p.add_argument("--no-stage2", action="store_true", help="skip fine-tuning")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -26,12 +30,20 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config) if args.config else PipelineConfig()
     if args.mode:
         cfg.mode = args.mode
+    if args.paper_runs:
+        cfg.paper_runs = args.paper_runs
     if args.max_steps is not None:
         cfg.stage2.max_steps = args.max_steps
     if args.no_stage2:
         cfg.stage2.enabled = False
-    if not args.verbose:
-        logging.getLogger("igft").setLevel(logging.INFO)  # the demo narrates its steps
-    result = run_pipeline(cfg.validate(), args.out, progress=not args.no_progress)
-    print(summarize(result))
+    if args.verbose:
+        logging.getLogger("igft").setLevel(logging.INFO)  # -v narrates each step
+    shown = []
+
+    def show_labelers(text: str) -> None:
+        print(text, flush=True)  # the comparison comes first, minutes before Stage 2 is done
+        shown.append(True)
+
+    result = run_pipeline(cfg.validate(), args.out, progress=not args.no_progress, on_labelers=show_labelers)
+    print(summarize(result, skip_labelers=bool(shown)))
     return 0

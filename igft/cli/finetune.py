@@ -7,6 +7,24 @@ import sys
 from pathlib import Path
 
 
+def _quiet_other_ranks() -> bool:
+    """Under `accelerate launch`, only rank 0 prints and logs; True on the main process."""
+    import logging
+
+    from igft.finetune.train import is_main_process
+    if is_main_process():
+        return True
+    logging.getLogger().setLevel(logging.ERROR)
+    try:
+        import datasets
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+    for name in ("transformers", "trl", "peft", "igft", "accelerate", "datasets"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return False
+
+
 def _finetune(args: argparse.Namespace) -> int:
     from igft.finetune.config import config_from_args
     from igft.finetune.train import train
@@ -14,7 +32,10 @@ def _finetune(args: argparse.Namespace) -> int:
     if args.out:
         args.output_dir = args.out
     config = config_from_args(args, args.config)
+    main_process = _quiet_other_ranks()
     result = train(config)
+    if not main_process:
+        return 0
     train_losses = [r["loss"] for r in result.log if "loss" in r]
     print(f"adapter: {result.adapter_dir}")
     print(f"samples: {result.data_stats['n_train_samples']} train / {result.data_stats['n_validation_samples']} validation; "
@@ -35,15 +56,26 @@ def _generate(args: argparse.Namespace) -> int:
     meta = adapter_meta(args.adapter) if args.adapter else {}
     fmt = args.format or meta.get("format") or "response"
     system_prompt = args.system_prompt if args.system_prompt is not None else meta.get("system_prompt")
-    dataset = load_conversations(args.data)
+    if args.data:
+        dataset = load_conversations(args.data)
+    else:  # the same default as igft finetune: the toy conversations with gold intents
+        from igft.resources import toy_conversations_path
+        dataset = load_conversations(toy_conversations_path())
     if args.conversations:
         dataset = dataset.subset([int(x) for x in args.conversations.split(",") if x.strip()])
     samples = evaluation_samples(dataset, fmt, system_prompt, args.max_samples)
+    if args.batch_size <= 0:
+        from igft.errors import IgftError
+        raise IgftError(f"--batch-size must be a positive integer, got {args.batch_size}")
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                                  batch_size=args.batch_size, seed=args.seed)
+                                  batch_size=args.batch_size, seed=args.seed,
+                                  gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len)
+    stats: dict = {}
     records = generate_predictions(samples, args.out, model_spec=args.model, adapter=args.adapter,
-                                   backend=args.backend, settings=settings)
-    print(f"{len(records)} predictions in {args.out} ({sum(r['malformed'] for r in records)} malformed)")
+                                   backend=args.backend, settings=settings, stats=stats)
+    speed = (f"; {stats['new_tokens']} tokens generated at {stats['tokens_per_s']:.1f} tokens/s ({args.backend})"
+             if stats.get("tokens_per_s") else "")
+    print(f"{len(records)} predictions in {args.out} ({sum(r['malformed'] for r in records)} malformed){speed}")
     return 0
 
 
@@ -73,24 +105,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML file with FinetuneConfig keys (CLI flags override it)")
     p.add_argument("--out", help="output folder (same as --output-dir)")
     add_config_arguments(p)
+    p.add_argument("--batch-size", dest="per_device_train_batch_size", type=int, default=None,
+                   help="samples per device per step (same as --per-device-train-batch-size)")
+    p.add_argument("--grad-accum", dest="gradient_accumulation_steps", type=int, default=None,
+                   help="micro-batches per optimizer step (same as --gradient-accumulation-steps)")
     p.set_defaults(func=_finetune)
 
     g = subparsers.add_parser("generate", help="generate replies for held-out conversations (optionally with an adapter)")
     g.add_argument("--model", default=None, help="base model: 'smollm2', a folder or an HF id (default: the adapter's base)")
     g.add_argument("--adapter", default=None, help="adapter/ folder written by igft finetune")
-    g.add_argument("--data", required=True, help="conversations CSV/JSONL; one sample per assistant turn")
+    g.add_argument("--data", default=None,
+                   help="conversations CSV/JSONL; one sample per assistant turn (default: the toy conversations)")
     g.add_argument("--out", required=True, help="predictions JSONL (appended; rerun to resume)")
     g.add_argument("--format", choices=["response", "intent+response"], default=None,
                    help="target format (default: the adapter's, else response)")
     g.add_argument("--system-prompt", default=None, help="'plain', 'two-step' or a literal prompt (default: the adapter's)")
     g.add_argument("--conversations", default=None, help="comma-separated conversation numbers to use (default: all)")
     g.add_argument("--max-samples", type=int, default=None, help="only the first N samples")
-    g.add_argument("--max-new-tokens", type=int, default=128)
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--batch-size", type=int, default=8)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="vllm needs vLLM and a GPU")
+    g.add_argument("--max-new-tokens", type=int, default=128, help="(default: 128)")
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default: 0)")
+    g.add_argument("--top-p", type=float, default=1.0, help="(default: 1.0)")
+    g.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (default: 8)")
+    g.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    g.add_argument("--backend", choices=["hf", "vllm"], default="hf",
+                   help="hf (transformers) or vllm (one engine per run; needs vLLM and a GPU) (default: hf)")
+    g.add_argument("--gpu-memory-utilization", type=float, default=0.9,
+                   help="vllm: share of GPU memory the engine may use (default: 0.9)")
+    g.add_argument("--max-model-len", type=int, default=None,
+                   help="vllm: context length to reserve KV cache for (default: the model's)")
     g.set_defaults(func=_generate)
 
     s = subparsers.add_parser("score", help="BLEU, ROUGE, METEOR, BERTScore, cosine and intent F1 of predictions")

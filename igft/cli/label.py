@@ -19,6 +19,12 @@ from igft.errors import IgftError
 logger = logging.getLogger(__name__)
 
 from igft.gifa.run import DEFAULTS, LABELERS
+
+# Defaults the endpoint flags document; the values live in the backend (no SDK import here).
+DEFAULT_REQUEST_TIMEOUT = 60.0
+DEFAULT_MAX_ATTEMPTS = 6
+DEFAULT_MAX_FAILED_SHARE = 0.2
+EXIT_TOO_MANY_FAILED = 3
 # CLI flag -> GifaConfig field
 GIFA_FLAGS = {"method": "method", "top_k": "top_k", "top_n": "top_n", "window": "window",
               "max_retries": "max_retries", "tokens_per_message": "tokens_per_message",
@@ -55,7 +61,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help=helps["seed"])
     p.add_argument("--instruction-file", help="file holding the GIFA instruction (default: igft's seed instruction)")
     p.add_argument("--max-conversations", type=int, help="label only the first N conversations")
-    p.add_argument("--max-calls", type=int, help="stop cleanly after this many live LLM calls (rerun to resume)")
+    b = p.add_argument_group("budget (counted over every run in --out: a rerun continues the same budget)")
+    b.add_argument("--max-calls", type=int, help="stop cleanly after this many live LLM calls (rerun to resume)")
+    b.add_argument("--max-tokens", type=int, help="stop cleanly after this many live prompt+completion tokens")
+    b.add_argument("--max-dollars", type=float, help="stop cleanly after this many estimated US dollars of live calls")
+    b.add_argument("--plan", action="store_true",
+                   help="print the calls, tokens and $ the run will need, then stop before any call")
+    e = p.add_argument_group("endpoint (OpenAI and openai-compatible backends)")
+    e.add_argument("--request-timeout", type=float, metavar="SECONDS",
+                   help=f"give up on one HTTP request after this long and retry it (default {DEFAULT_REQUEST_TIMEOUT:g})")
+    e.add_argument("--max-attempts", type=int,
+                   help=f"attempts per request, retries of 429/5xx/timeouts/broken bodies included (default {DEFAULT_MAX_ATTEMPTS})")
+    e.add_argument("--concurrency", type=int,
+                   help="requests in flight at most; the limit halves on 429 and grows back (default 8; "
+                        "use --window N to label N conversations at once)")
+    e.add_argument("--api-key-env", metavar="NAME",
+                   help="environment variable with the endpoint's key (default: OPENAI_API_KEY for openai:, "
+                        "OPENAI_COMPATIBLE_API_KEY for openai-compatible:, else no key)")
+    e.add_argument("--save-endpoint", action="store_true",
+                   help="keep the server URL of an openai-compatible spec in the cassette's run.json (default: model only)")
+    f = p.add_argument_group("failures")
+    f.add_argument("--retry-failed", action="store_true",
+                   help="relabel the conversations that failed in an earlier run in --out, with fresh attempts")
+    f.add_argument("--max-failed-share", type=float, default=DEFAULT_MAX_FAILED_SHARE, metavar="SHARE",
+                   help=f"exit with status 3 when more than this share of conversations failed (default {DEFAULT_MAX_FAILED_SHARE})")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="option of the embeddings/hybrid labeler (repeatable), e.g. --option n_clusters=40")
     p.add_argument("--overwrite", action="store_true", help="discard progress already in --out and start over")
@@ -80,9 +109,31 @@ def run(args: argparse.Namespace) -> int:
         out=args.out, data=args.data, llm=args.llm, embedder=args.embedder, mode=args.mode, cassette=args.cassette,
         labeler=args.labeler, gifa={name: getattr(args, flag) for flag, name in GIFA_FLAGS.items()},
         instruction_file=args.instruction_file, max_conversations=args.max_conversations, max_calls=args.max_calls,
+        max_tokens=args.max_tokens, max_dollars=args.max_dollars, plan=args.plan,
+        request_timeout=args.request_timeout, max_attempts=args.max_attempts, concurrency=args.concurrency,
+        api_key_env=args.api_key_env, save_endpoint=args.save_endpoint, retry_failed=args.retry_failed,
         options=_parse_options(args.option), overwrite=args.overwrite, progress=not args.no_progress)
+    if not 0.0 <= args.max_failed_share <= 1.0:
+        raise IgftError(f"--max-failed-share must be between 0 and 1, got {args.max_failed_share}")
     done = run_labeling(request)
+    if done.plan is not None:
+        for line in done.plan.lines(done.settings["llm"], done.settings["embedder"]):
+            print(line)
+        return 0
     _print_summary(done.settings["labeler"], done.result, done.dataset, done.paths, done.settings["mode"], done.settings)
+    return _failure_verdict(len(done.result.failures), len(done.dataset), args.max_failed_share)
+
+
+def _failure_verdict(failed: int, total: int, max_share: float) -> int:
+    """The last line says how many conversations failed; status 3 when more than max_share did."""
+    if not failed:
+        return 0
+    share = failed / max(total, 1)
+    if share > max_share:
+        print(f"{failed} of {total} conversations failed ({share:.0%} > --max-failed-share {max_share:g}); "
+              f"rerun with --retry-failed to relabel them")
+        return EXIT_TOO_MANY_FAILED
+    print(f"{failed} of {total} conversations failed ({share:.0%}); rerun with --retry-failed to relabel them")
     return 0
 
 
@@ -93,10 +144,16 @@ def _print_summary(labeler: str, result, dataset, paths: dict, mode: str, settin
           f"({len(result.failures)} failed) -> {n_intents} intents  [mode {mode}, llm {settings['llm'] if labeler != 'embeddings' else '-'}, "
           f"embedder {settings['embedder']}]")
     usage = stats.get("usage", {})
+    runs = usage.get("runs", 1)
+    scope = f"over {runs} runs in this folder" if runs > 1 else "this run"
     print(f"calls {usage.get('calls', stats.get('calls', 0))} (live {usage.get('live_calls', 0)}, "
           f"cached {usage.get('cached_calls', 0)}), tokens {usage.get('prompt_tokens', 0)}+"
-          f"{usage.get('completion_tokens', 0)}, retries {stats.get('retries', 0)}, "
-          f"{stats.get('seconds', 0):.1f} s")
+          f"{usage.get('completion_tokens', 0)}, ${usage.get('dollars', 0):.4f} [{scope}]; retries "
+          f"{stats.get('retries', 0)}, {stats.get('seconds', 0):.1f} s")
+    if runs > 1:
+        this = stats.get("usage_this_run", {})
+        print(f"  this run: live calls {this.get('live_calls', 0)}, cached {this.get('cached_calls', 0)}, "
+              f"${this.get('dollars', 0):.4f} (per-run breakdown in stats.json)")
     for failure in result.failures[:5]:
         print(f"  failed conversation {failure['conversation_number']}: {failure.get('reason')}")
     if len(result.failures) > 5:

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 
-from igft.optimizers.command import ALGO_DIRS, DEFAULTS
+from igft.optimizers.command import ALGO_DIRS, RUN_DEFAULTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--objective", default="AMI_x_NCA", help="report key to rank trials by")
     p.add_argument("--json", action="store_true", help='print {"random": best, "greedy": best, "see": best, "hyperband_see": best_of_last_round}')
     p.add_argument("--out", help="also write one history JSONL per backbone into this folder")
+    p.add_argument("--holdout", type=int, metavar="N",
+                   help="re-judge out of sample: N seeded validation/test halvings of the conversations; per backbone the "
+                        "prompt ranked best on validation is scored on test beside the seed prompt (prints test_gain_mean, "
+                        "test_gain_sd, share_positive)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --holdout splits")
+    p.add_argument("--png", help="with --holdout: write a box plot of the test gains to this PNG file")
     p.set_defaults(func=run_paper_runs)
 
     p = subparsers.add_parser("hyperband-schedule", help="print the paper's Hyperband schedules for a time budget")
@@ -41,76 +47,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_optimize(subparsers) -> None:
+    from igft.optimizers.options import add_arguments
+
     p = subparsers.add_parser(
         "optimize", help="search GIFA's instruction with random, greedy, SEE or Hyperband-SEE",
-        description="Prompt search. Without --data and --cassette, --mode replay replays the bundled recorded "
-                    "run of the backbone (SmolLM2 on the toy data: it exercises the machinery, not the method).")
+        description="Prompt search, judged out of sample: the conversations are split once (seeded) into train "
+                    "(feedback), validation (every comparison) and test (scored once at the end). Without --data and "
+                    "--cassette, --mode replay replays the bundled recorded run of the backbone (SmolLM2 on the toy "
+                    "data: it exercises the machinery, not the method). Search options default to the recorded run's "
+                    "values (run.json), else to the library's defaults shown here.")
     a = p.add_argument
     a("--algo", required=True, choices=tuple(ALGO_DIRS), help="backbone")
     a("--data", help="conversation CSV/JSONL with gold intents (default: the bundled toy conversations)")
-    a("--llm", help="LLM spec for meta-prompts and GIFA (default: the cassette's, else local:smollm2)")
-    a("--embedder", help="embedder spec for GIFA retrieval and semantic pairing (default: the cassette's, else local:minilm)")
+    a("--llm", help=f"LLM spec for meta-prompts and GIFA (default: the cassette's, else {RUN_DEFAULTS['llm']})")
+    a("--embedder", help=f"embedder spec for GIFA retrieval and semantic pairing (default: the cassette's, else {RUN_DEFAULTS['embedder']})")
     a("--mode", choices=("live", "record", "replay"), help="default: replay without --data, else live")
     a("--cassette", help="cassette folder (lm.jsonl, embeddings.jsonl, run.json); default without --data: simulated_runs/<algo>")
     a("--out", required=True, help="output folder: history.jsonl, result.json, progress_*.png")
     a("--no-resume", action="store_true", help="start over instead of reusing trials in --out/history.jsonl")
     a("--max-conversations", type=int, help="use only the first N conversations of the data")
-    g = p.add_argument_group("budget (a spent budget ends the search cleanly; all trials so far are kept)")
-    g.add_argument("--max-calls", type=int, help="LLM calls (meta-prompts + GIFA, cached replays included)")
-    g.add_argument("--max-tokens", type=int, help="prompt + completion tokens")
-    g.add_argument("--max-dollars", type=float, help="estimated dollars (priced models only)")
-    g.add_argument("--max-trials", type=int, help="scored trials")
-    g = p.add_argument_group("search")
-    g.add_argument("--objective", help="report key to maximise (default AMI_x_NCA)")
-    g.add_argument("--seed", type=int, help="seed of validation order, parent choice, request seeds")
-    g.add_argument("--concurrency", type=int, help="candidates generated/scored in parallel (results do not depend on it)")
-    g.add_argument("--r", type=int, help="validation conversations per score (random/greedy/see; default 25)")
-    g.add_argument("--feedback-on", choices=("validation", "train"), help="report the feedback is built from (default: validation for random/greedy, train for SEE)")
-    g.add_argument("--train-r", type=int, help="train conversations labeled for feedback (feedback-on train)")
-    g.add_argument("--temperature", type=float, help="temperature of meta-prompt calls")
-    g.add_argument("--meta-max-tokens", type=int, help="completion budget of meta-prompt calls")
-    g.add_argument("--gifa-max-tokens", type=int, help="GIFA: cap on completion tokens per labeling request")
-    g.add_argument("--gifa-tokens-per-message", type=int, help="GIFA: completion tokens per message line")
-    g.add_argument("--gifa-max-retries", type=int, help="GIFA: retries after an unusable answer")
-    g = p.add_argument_group("random / greedy")
-    g.add_argument("--iterations", type=int, help="iterations including the seed instruction (default 10)")
-    g.add_argument("--children", type=int, help="children per iteration (default 1, the paper)")
-    g.add_argument("--direct-rewrite", action="store_true", default=None, help="one rewrite call instead of lagged feedback")
-    g = p.add_argument_group("SEE")
-    g.add_argument("--population", type=int, help="population size (default 5)")
-    g.add_argument("--phases", help="comma list of init,feedback,global,semantic (default: all; hyperband-see: init,feedback)")
-    g.add_argument("--feedback-rounds", type=int, help="K1: max feedback-mutation rounds")
-    g.add_argument("--global-rounds", type=int, help="max global-evolution rounds")
-    g.add_argument("--semantic-rounds", type=int, help="max semantic-mutation rounds")
-    g.add_argument("--tolerance", type=int, help="rounds without min-gain before a phase stops")
-    g.add_argument("--min-gain", type=float, help="gain of the best that counts as progress")
-    g.add_argument("--pairing-weight", type=float, help="crossover: weight of diversity vs quality")
-    g.add_argument("--lamarckian-examples", type=int, help="message -> intent pairs per Lamarckian induction")
-    g = p.add_argument_group("Hyperband-SEE")
-    g.add_argument("--hours", type=float, help="budget in hours (the paper's 4 s per evaluation)")
-    g.add_argument("--eta", type=int, help="reduction factor")
-    g.add_argument("--r-min", type=int, help="fewest validation conversations")
-    g.add_argument("--r-max", type=int, help="most validation conversations")
-    g.add_argument("--n-min", type=int, help="smallest population of the last rung")
-    g.add_argument("--variant", choices=("paper", "li"), help="paper schedule or standard Hyperband (Li et al.)")
-    g.add_argument("--brackets", type=int, help="run only the first N brackets")
+    add_arguments(p)
     p.set_defaults(func=run_optimize)
 
 
 # -- optimize ---------------------------------------------------------------------------------------------
 
-def run_optimize(args: argparse.Namespace) -> int:
-    from igft.optimizers.command import OptimizeRequest, run_optimize as run
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
-    overrides = {k: v for k, v in vars(args).items() if k in DEFAULTS and k != "data"}
+
+def run_optimize(args: argparse.Namespace) -> int:
+    from igft.optimizers.command import OptimizeRequest, option_names, run_optimize as run
+
+    names = option_names()
+    overrides = {k: v for k, v in vars(args).items() if k in names and k != "data"}
     done = run(OptimizeRequest(algo=args.algo, out=args.out, data=args.data, mode=args.mode, cassette=args.cassette,
                                overrides=overrides, resume=not args.no_resume))
     result, o, mode, out = done.result, done.settings["options"], done.settings["mode"], Path(args.out)
     summary = result.summary()
-    best = summary["best_objective"]
-    print(f"{args.algo}: {summary['trials']} trials, best {o['objective']} "
-          f"{'n/a' if best is None else f'{best:.4f}'} (trial {summary['best_trial']}); "
-          f"LLM calls {summary['llm_calls']} (live {done.usage['live_calls']}), tokens {summary['tokens']} [mode {mode}]")
+    sizes = summary["split_sizes"]
+    print(f"{args.algo}: {summary['trials']} trials on {sizes.get('validation')} validation conversations "
+          f"(train {sizes.get('train')}, test {sizes.get('test')}); {o['objective']}: "
+          f"best validation {_fmt(summary['best_val'])} / test {_fmt(summary['best_test'])}, "
+          f"seed instruction validation {_fmt(summary['seed_val'])} / test {_fmt(summary['seed_test'])}, "
+          f"test gain {_fmt(summary['test_gain'])} (best: trial {summary['best_trial']}, r={summary['best_r']})")
+    print(f"LLM calls {summary['llm_calls']} (live {done.usage['live_calls']}), tokens {summary['tokens']} [mode {mode}]")
     if result.stopped:
         print(f"stopped early: {result.stopped}")
     print(f"best instruction: {summary['best_instruction']!r}")
@@ -123,6 +104,8 @@ def run_optimize(args: argparse.Namespace) -> int:
 def run_paper_runs(args: argparse.Namespace) -> int:
     from igft.optimizers.paper_runs import best_objectives, import_paper_runs
 
+    if args.holdout is not None:
+        return _run_holdout(args)
     histories = import_paper_runs(args.path, args.gold, key=args.objective, alignment=args.alignment)
     best = best_objectives(histories)
     if args.out:
@@ -137,6 +120,22 @@ def run_paper_runs(args: argparse.Namespace) -> int:
         return 0
     for name, history in histories.items():
         print(f"{name:14s} trials {len(history):3d}  best {args.objective} {best[name]:.5f}")
+    return 0
+
+
+def _run_holdout(args: argparse.Namespace) -> int:
+    from igft.optimizers.paper_holdout import holdout, plot_holdout, summary_line
+
+    results = holdout(args.path, args.gold, n_splits=args.holdout, seed=args.seed)
+    if args.png:
+        plot_holdout(results, args.png)
+    if args.json:
+        print(json.dumps({name: {k: v for k, v in r.items() if k != "gains"} for name, r in results.items()}))
+        return 0
+    for name, r in results.items():
+        print(summary_line(name, r))
+    if args.png:
+        print(f"plot: {args.png}")
     return 0
 
 

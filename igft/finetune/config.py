@@ -28,13 +28,15 @@ class FinetuneConfig:
     # Model and LoRA
     model: str = field(default="smollm2", metadata={"help": "base model: 'smollm2' (bundled), a local folder or an HF id"})
     quantize: str = field(default="auto", metadata={"help": "auto (QLoRA on CUDA+bitsandbytes, fp32 on CPU) | 4bit | none"})
+    backend: str = field(default="auto", metadata={"help": "auto/hf (transformers + PEFT) | unsloth (only when asked; CUDA)"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r, or alpha / sqrt(r) with rsLoRA)"})
     lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA branch"})
     use_rslora: bool = field(default=False, metadata={"help": "rank-stabilised LoRA scaling"})
     target_modules: str = field(default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", metadata={"help": "comma-separated module names, or 'all-linear'"})
     # Optimisation
-    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate (cosine schedule after warmup)"})
+    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate (reached after warmup)"})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "learning-rate schedule after warmup: cosine | linear | constant"})
     warmup_ratio: float = field(default=0.05, metadata={"help": "fraction of steps spent warming up"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     num_epochs: float = field(default=3.0, metadata={"help": "epochs (ignored when max_steps > 0)"})
@@ -53,6 +55,8 @@ class FinetuneConfig:
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
     logging_steps: int = field(default=1, metadata={"help": "training loss logged every N steps"})
     resume: bool = field(default=True, metadata={"help": "resume from the last checkpoint in the output folder"})
+    report_to: str = field(default="none", metadata={"help": "experiment tracker: none | tensorboard | wandb | mlflow (comma list allowed)"})
+    precision: str = field(default="auto", metadata={"help": "auto (bf16 on compute capability >= 8.0, fp16 on older GPUs, fp32 on CPU) | bf16 | fp16 | fp32"})
     output_dir: str = field(default="runs/finetune", metadata={"help": "receives adapter/, config.yaml, train_log.jsonl, loss.png"})
 
     def validate(self) -> "FinetuneConfig":
@@ -63,9 +67,17 @@ class FinetuneConfig:
             raise ConfigError(f"overlength must be one of {', '.join(OVERLENGTH_POLICIES)}, got {self.overlength!r}")
         if self.quantize not in ("auto", "4bit", "none"):
             raise ConfigError(f"quantize must be auto, 4bit or none, got {self.quantize!r}")
-        for name in ("lora_r", "per_device_train_batch_size", "gradient_accumulation_steps", "max_seq_len"):
+        for name, flag in (("lora_r", "--lora-r"), ("per_device_train_batch_size", "--batch-size"),
+                           ("gradient_accumulation_steps", "--grad-accum"), ("max_seq_len", "--max-seq-len")):
             if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"{flag} must be a positive integer, got {getattr(self, name)}")
+        from igft.finetune.trainer_args import check_report_to, check_precision, SCHEDULERS
+        if self.lr_scheduler_type not in SCHEDULERS:
+            raise ConfigError(f"lr_scheduler_type must be one of {', '.join(SCHEDULERS)}, got {self.lr_scheduler_type!r}")
+        if self.backend not in ("auto", "hf", "unsloth"):
+            raise ConfigError(f"backend must be auto, hf or unsloth, got {self.backend!r}")
+        check_report_to(self.report_to)
+        check_precision(self.precision)
         if self.max_steps == 0 or (self.max_steps < 0 and self.num_epochs <= 0):
             raise ConfigError("set --max-steps N > 0 or --num-epochs > 0")
         return self

@@ -2,7 +2,8 @@
 
 - BLEU: sacrebleu corpus BLEU (0-100).
 - ROUGE-1/2/L: rouge-score F-measure with stemming, averaged over pairs (0-1).
-- METEOR: NLTK's, only when the wordnet data is installed; otherwise reported unavailable (None + reason).
+- METEOR: NLTK's, with the wordnet data from NLTK's data path or Debian's `wordnet-base` +
+  `wordnet-sense-index` packages (copied into igft's cache, nothing downloaded); otherwise reported unavailable (None + the reason).
 - BERTScore F1: `bert_score.score` with the bundled all-MiniLM-L6-v2 (offline, layer 6, no baseline
   rescaling) and, when `bertscore_model` names a model the user has, with that one too. MiniLM
   BERTScores are NOT comparable with published (roberta-large) BERTScores.
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -37,22 +39,77 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, fl
     return {k: v / n for k, v in totals.items()}
 
 
-def meteor_available() -> bool:
+DEBIAN_WORDNET = Path("/usr/share/wordnet")  # Debian/Ubuntu packages `wordnet-base` + `wordnet-sense-index`
+_WORDNET_FILES = ("data.noun", "index.noun", "noun.exc", "index.sense")  # index.sense: wordnet-sense-index
+# WordNet 3.0's lexicographer files in number order (documented in lexnames(5WN)). NLTK's reader needs a
+# `lexnames` file that Debian's wordnet-base does not ship; its content is this fixed table.
+LEXNAMES = ("adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
+            "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
+            "noun.motive noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process "
+            "noun.quantity noun.relation noun.shape noun.state noun.substance noun.time verb.body verb.change "
+            "verb.cognition verb.communication verb.competition verb.consumption verb.contact verb.creation "
+            "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative verb.weather "
+            "adj.ppl").split()
+_SYNTACTIC_CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
+
+
+def _copy_debian_wordnet() -> Path | None:
+    """Make Debian's WordNet 3.0 files visible to NLTK as corpora/wordnet (copied into igft's cache, ~30 MB).
+
+    NLTK's reader needs the same files the Debian package installs (data.*, index.*, *.exc, lexnames),
+    only at another path; nothing is downloaded."""
+    if not all((DEBIAN_WORDNET / name).is_file() for name in _WORDNET_FILES):
+        return None
+    from igft.llm.local_models import cache_dir
+
+    root = cache_dir() / "nltk_data"
+    target = root / "corpora" / "wordnet"
+    target.mkdir(parents=True, exist_ok=True)
+    import shutil
+
+    # copies, not symlinks: NLTK refuses files whose real path lies outside its data folder
+    for source in DEBIAN_WORDNET.iterdir():
+        copy = target / source.name
+        if source.is_file() and (not copy.exists() or copy.stat().st_size != source.stat().st_size):
+            shutil.copyfile(source, copy)
+    lexnames = target / "lexnames"
+    if not lexnames.exists():
+        lexnames.write_text("".join(f"{i:02d}\t{name}\t{_SYNTACTIC_CATEGORY[name.split('.')[0]]}\n"
+                                    for i, name in enumerate(LEXNAMES)), encoding="utf-8")
+    return root
+
+
+def meteor_status() -> str | None:
+    """None when METEOR can run; otherwise the reason it cannot, with the fix."""
     try:
         import nltk
-        nltk.data.find("corpora/wordnet")
-        return True
-    except (LookupError, ImportError):
+    except ImportError:
+        return "NLTK is not installed (pip install nltk)"
+    for attempt in range(2):
         try:
-            import nltk
-            nltk.data.find("corpora/wordnet.zip")
-            return True
-        except (LookupError, ImportError):
-            return False
+            nltk.data.find("corpora/wordnet")
+            return None
+        except LookupError:
+            try:
+                nltk.data.find("corpora/wordnet.zip")
+                return None
+            except LookupError:
+                pass
+        root = _copy_debian_wordnet() if attempt == 0 else None
+        if root is None:
+            break
+        if str(root) not in nltk.data.path:
+            nltk.data.path.append(str(root))
+    return ("NLTK's wordnet data is not installed: install Debian's WordNet packages (apt-get install "
+            "wordnet-base wordnet-sense-index; `make setup` does when it can) or run nltk.download('wordnet') on a machine with network")
+
+
+def meteor_available() -> bool:
+    return meteor_status() is None
 
 
 def meteor(predictions: Sequence[str], references: Sequence[str]) -> float | None:
-    """Mean sentence METEOR, or None when NLTK's wordnet data is not installed."""
+    """Mean sentence METEOR, or None when NLTK's wordnet data is not installed (see meteor_status)."""
     if not meteor_available():
         return None
     from nltk.translate.meteor_score import meteor_score
@@ -154,8 +211,7 @@ def score_predictions(records: Sequence[dict[str, Any]], *, bertscore: bool = Tr
     m = meteor(preds, refs)
     out["meteor"] = m
     if m is None:
-        out["meteor_unavailable"] = ("NLTK wordnet data not installed; copy Debian's wordnet-base files under "
-                                     "$NLTK_DATA/corpora/wordnet to enable METEOR")
+        out["meteor_unavailable"] = meteor_status()
     if bertscore:
         out["bertscore_f1"] = bertscore_f1(preds, refs)
         out["bertscore_model"] = "all-MiniLM-L6-v2 (layer 6, not comparable with published BERTScore)"

@@ -118,8 +118,12 @@ def conversation_samples(conversation: Conversation, fmt: str, system_prompt: st
     return samples
 
 
-def count_tokens(tokenizer: Any, messages: list[dict[str, str]], chat_template: str | None = None) -> int:
-    """Tokens of a rendered sample, as the trainer will see it."""
+def count_tokens(tokenizer: Any, messages: list[dict[str, str]], chat_template: str | None = None,
+                 fold: bool = False) -> int:
+    """Tokens of a rendered sample, as the trainer will see it (`fold`: system folded into the first user turn)."""
+    if fold:
+        from igft.finetune.chat_template import fold_system
+        messages = fold_system(messages)
     ids = tokenizer.apply_chat_template(messages, tokenize=True, chat_template=chat_template,
                                         return_dict=False)
     if isinstance(ids, dict) or hasattr(ids, "keys"):
@@ -128,8 +132,8 @@ def count_tokens(tokenizer: Any, messages: list[dict[str, str]], chat_template: 
 
 
 def _fit_length(sample: dict[str, Any], tokenizer: Any, max_seq_len: int, policy: str,
-                chat_template: str | None, stats: dict[str, int]) -> dict[str, Any] | None:
-    n = count_tokens(tokenizer, sample["messages"], chat_template)
+                chat_template: str | None, stats: dict[str, int], fold: bool = False) -> dict[str, Any] | None:
+    n = count_tokens(tokenizer, sample["messages"], chat_template, fold)
     sample["n_tokens"] = n
     if n <= max_seq_len:
         return sample
@@ -144,7 +148,12 @@ def _fit_length(sample: dict[str, Any], tokenizer: Any, max_seq_len: int, policy
         # message right before it (a reply with no context teaches nothing).
         while n > max_seq_len and len(messages) - start > 2:
             del messages[start]
-            n = count_tokens(tokenizer, messages, chat_template)
+            try:
+                n = count_tokens(tokenizer, messages, chat_template, fold)
+            except Exception:  # noqa: BLE001 - strict templates (Gemma, Mistral) reject a history opening on assistant
+                while len(messages) - start > 2 and messages[start]["role"] == "assistant":
+                    del messages[start]
+                n = count_tokens(tokenizer, messages, chat_template, fold)
         if n <= max_seq_len:
             stats["n_trimmed"] += 1
             return {**sample, "messages": messages, "n_tokens": n}
@@ -176,10 +185,14 @@ def build_sft_data(dataset: Dataset, fmt: str = "intent+response", *, system_pro
                              "overlength_policy": overlength, "n_overlength": 0, "n_kept_overlength": 0,
                              "n_trimmed": 0, "n_dropped": 0}
     parts = {}
+    fold = False
+    if tokenizer is not None and max_seq_len and chat_template is None:
+        from igft.finetune.chat_template import accepts_system
+        fold = not accepts_system(tokenizer)  # counted as the trainer renders it: system in the first user turn
     for name, part in (("train", train_ds), ("validation", val_ds)):
         samples = [s for conv in part for s in conversation_samples(conv, fmt, prompt)]
         if tokenizer is not None and max_seq_len:
-            fitted = [_fit_length(s, tokenizer, max_seq_len, overlength, chat_template, stats) for s in samples]
+            fitted = [_fit_length(s, tokenizer, max_seq_len, overlength, chat_template, stats, fold) for s in samples]
             samples = [s for s in fitted if s is not None]
         parts[name] = samples
         stats[f"n_{name}_conversations"] = len(part)

@@ -19,9 +19,8 @@ from typing import Any
 
 from igft.data import Dataset, load_conversations
 from igft.errors import IgftError
-from igft.finetune.chat_template import prepare_tokenizer
 from igft.finetune.config import FinetuneConfig
-from igft.finetune.model_loading import load_causal_lm, make_lora_config
+from igft.finetune.model_loading import apply_lora, load_causal_lm, make_lora_config
 from igft.finetune.sft_data import build_sft_data, to_hf_dataset, write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -109,44 +108,24 @@ def plot_loss(log: list[dict[str, Any]], path: str | Path) -> Path:
     return Path(path)
 
 
-def sft_config(config: FinetuneConfig, checkpoint_dir: Path, has_eval: bool, cuda: bool) -> Any:
-    """TRL SFTConfig for a FinetuneConfig (bf16 only on a GPU that supports it: CPU bf16 fails)."""
+def sft_config(config: FinetuneConfig, checkpoint_dir: Path, has_eval: bool, cuda: bool | None = None) -> Any:
+    """TRL SFTConfig for a FinetuneConfig (precision, schedule, evaluation and tracker: see trainer_args)."""
     from trl import SFTConfig
-    import torch
 
-    bf16 = bool(cuda and torch.cuda.is_bf16_supported())
-    eval_steps = config.eval_steps if config.eval_steps > 0 else None
-    use_steps_eval = has_eval and eval_steps is not None
-    early = config.early_stopping_patience > 0 and use_steps_eval
-    # Early stopping keeps the best checkpoint, which needs saves on evaluation steps.
-    save_steps = eval_steps if early else config.save_steps
+    from igft.finetune.trainer_args import training_arguments
+
+    common = training_arguments(
+        output_dir=str(checkpoint_dir), max_steps=config.max_steps, num_epochs=config.num_epochs,
+        batch_size=config.per_device_train_batch_size, eval_batch_size=config.per_device_eval_batch_size,
+        grad_accum=config.gradient_accumulation_steps, learning_rate=config.learning_rate,
+        scheduler=config.lr_scheduler_type, warmup=config.warmup_ratio, weight_decay=config.weight_decay,
+        has_eval=has_eval, eval_steps=config.eval_steps, save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit, early_stopping_patience=config.early_stopping_patience,
+        logging_steps=config.logging_steps, seed=config.seed, report_to=config.report_to, precision=config.precision)
     return SFTConfig(
-        output_dir=str(checkpoint_dir),
-        max_steps=config.max_steps,
-        num_train_epochs=config.num_epochs,
-        per_device_train_batch_size=config.per_device_train_batch_size,
-        per_device_eval_batch_size=config.per_device_eval_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
-        weight_decay=config.weight_decay,
-        eval_strategy="steps" if use_steps_eval else "no",
-        eval_steps=eval_steps,
-        save_strategy="steps",
-        save_steps=save_steps,
-        save_total_limit=config.save_total_limit,
-        load_best_model_at_end=early,
-        metric_for_best_model="eval_loss" if early else None,
-        greater_is_better=False if early else None,
-        logging_steps=config.logging_steps,
-        seed=config.seed,
-        data_seed=config.seed,
-        bf16=bf16,
-        fp16=bool(cuda and not bf16),
-        use_cpu=not cuda,
+        **common,
         # Loss on the final assistant turn only: completion mask (prompt/completion samples) AND the
-        # {% generation %} mask of the training template (its <|im_end|> included, so the model learns to stop).
+        # {% generation %} mask of the training template (its end-of-turn token included, so the model learns to stop).
         assistant_only_loss=True,
         completion_only_loss=True,
         # Padding-free = BFD packing of whole samples into max_seq_len rows, separated by position ids.
@@ -154,9 +133,6 @@ def sft_config(config: FinetuneConfig, checkpoint_dir: Path, has_eval: bool, cud
         packing_strategy="bfd",
         max_length=config.max_seq_len,
         **({"gradient_checkpointing": True} if config.gradient_checkpointing else {}),
-        report_to=[],
-        disable_tqdm=False,
-        dataloader_num_workers=0,
         remove_unused_columns=True,
     )
 
@@ -169,14 +145,16 @@ def last_checkpoint(checkpoint_dir: Path) -> str | None:
 def make_trainer(model: Any, tokenizer: Any, train_samples: list[dict[str, Any]], val_samples: list[dict[str, Any]],
                  config: FinetuneConfig, checkpoint_dir: Path, extra_callbacks: list[Any] | None = None) -> Any:
     """An SFTTrainer over prompt/completion samples (tokenizer must carry the training chat template)."""
-    import torch
-    from transformers import EarlyStoppingCallback
     from trl import SFTTrainer
 
-    args = sft_config(config, checkpoint_dir, has_eval=bool(val_samples), cuda=torch.cuda.is_available())
-    callbacks = list(extra_callbacks or [])
-    if args.load_best_model_at_end:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    from igft.finetune.chat_template import accepts_system, fold_system
+    from igft.finetune.trainer_args import early_stopping
+
+    args = sft_config(config, checkpoint_dir, has_eval=bool(val_samples))
+    callbacks = list(extra_callbacks or []) + early_stopping(args, config.early_stopping_patience)
+    if not accepts_system(tokenizer):  # Gemma, Mistral v0.1: the system prompt goes into the first user turn
+        train_samples = [{**s, "messages": fold_system(s["messages"])} for s in train_samples]
+        val_samples = [{**s, "messages": fold_system(s["messages"])} for s in val_samples]
     return SFTTrainer(
         model=model,
         args=args,
@@ -189,8 +167,10 @@ def make_trainer(model: Any, tokenizer: Any, train_samples: list[dict[str, Any]]
 
 def train(config: FinetuneConfig, dataset: Dataset | None = None) -> TrainResult:
     """Fine-tune `config.model` with LoRA on the SFT samples of `dataset` (or `config.data`)."""
-    from peft import get_peft_model
     from transformers import set_seed
+
+    from igft.finetune.chat_template import (install_training_template, output_modules_to_save,
+                                             trainable_token_indices)
 
     config.validate()
     out = Path(config.output_dir)
@@ -199,8 +179,10 @@ def train(config: FinetuneConfig, dataset: Dataset | None = None) -> TrainResult
     set_seed(config.seed)
     dataset = dataset if dataset is not None else load_training_dataset(config)
 
-    model, tokenizer = load_causal_lm(config.model, quantize=config.quantize, max_seq_len=config.max_seq_len)
-    if prepare_tokenizer(tokenizer):
+    model, tokenizer = load_causal_lm(config.model, quantize=config.quantize, max_seq_len=config.max_seq_len,
+                                      backend=config.backend)
+    plan = install_training_template(tokenizer)
+    if plan.added_tokens:
         model.resize_token_embeddings(len(tokenizer))
     data = build_sft_data(dataset, config.format, system_prompt=config.system_prompt, tokenizer=tokenizer,
                           max_seq_len=config.max_seq_len, overlength=config.overlength,
@@ -208,20 +190,26 @@ def train(config: FinetuneConfig, dataset: Dataset | None = None) -> TrainResult
     if not data.train:
         raise TrainingError(f"no training samples from {dataset.source} ({len(dataset)} conversations): "
                             "the data needs assistant messages; check the file or lower --val-fraction")
-    write_jsonl(data.train, out / "train.jsonl")
-    write_jsonl(data.validation, out / "validation.jsonl")
-    (out / "data_stats.json").write_text(json.dumps(data.stats, indent=2), encoding="utf-8")
-    config.save(out / "config.yaml")
+    main_process = is_main_process()
+    if main_process:  # under accelerate launch every rank builds the same data; one writes it
+        write_jsonl(data.train, out / "train.jsonl")
+        write_jsonl(data.validation, out / "validation.jsonl")
+        (out / "data_stats.json").write_text(json.dumps({**data.stats, "chat_template": plan.source}, indent=2),
+                                             encoding="utf-8")
+        config.save(out / "config.yaml")
 
-    peft_model = get_peft_model(model, make_lora_config(config.lora_r, config.lora_alpha, config.lora_dropout,
-                                                        config.use_rslora, config.target_modules))
+    lora = make_lora_config(config.lora_r, config.lora_alpha, config.lora_dropout, config.use_rslora,
+                            config.target_modules,
+                            modules_to_save=output_modules_to_save(model, plan.added_tokens),
+                            trainable_token_indices=trainable_token_indices(model, tokenizer, plan.added_tokens))
+    peft_model = apply_lora(model, lora)
     trainer = make_trainer(peft_model, tokenizer, data.train, data.validation, config, checkpoint_dir,
                            extra_callbacks=[_log_callback(out / "train_log.jsonl")])
     resume_from = last_checkpoint(checkpoint_dir) if config.resume else None
     if resume_from:
         logger.info("resuming from %s", resume_from)
     train_output = trainer.train(resume_from_checkpoint=resume_from)
-    metrics = dict(train_output.metrics)
+    metrics = {**train_output.metrics, "world_size": trainer.args.world_size}
     evals = [r for r in trainer.state.log_history if "eval_loss" in r]
     if data.validation and (not evals or evals[-1].get("step") != trainer.state.global_step):
         metrics.update(trainer.evaluate())  # the last step was not an evaluation step
@@ -229,16 +217,25 @@ def train(config: FinetuneConfig, dataset: Dataset | None = None) -> TrainResult
         metrics.update({k: v for k, v in evals[-1].items() if k.startswith("eval_")})
 
     adapter_dir = out / "adapter"
-    trainer.model.save_pretrained(adapter_dir)
-    tokenizer.save_pretrained(adapter_dir)
-    _name_portable_base(adapter_dir, config.model)
-    meta = {"format": config.format, "system_prompt": data.stats["system_prompt"], "base_model": config.model,
-            "max_seq_len": config.max_seq_len}
-    (adapter_dir / ADAPTER_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        trainer.model.save_pretrained(adapter_dir)
+        tokenizer.save_pretrained(adapter_dir)
+        _name_portable_base(adapter_dir, config.model)
+        meta = {"format": config.format, "system_prompt": data.stats["system_prompt"], "base_model": config.model,
+                "max_seq_len": config.max_seq_len, "chat_template": plan.source}
+        (adapter_dir / ADAPTER_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        plot_loss(read_log(out / "train_log.jsonl"), out / "loss.png")
+    trainer.accelerator.wait_for_everyone()
     log = read_log(out / "train_log.jsonl")
-    plot_loss(log, out / "loss.png")
-    return TrainResult(out, adapter_dir, log, data.stats, metrics)
+    return TrainResult(out, adapter_dir, log, {**data.stats, "chat_template": plan.source}, metrics)
+
+
+def is_main_process() -> bool:
+    """True on the main process of an `accelerate launch` / torchrun run, and always when run alone."""
+    import os
+    return os.environ.get("RANK", "0") in ("", "0")
 
 
 def _name_portable_base(adapter_dir: Path, model: str) -> None:

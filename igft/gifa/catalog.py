@@ -3,7 +3,8 @@
 The catalog keeps every intent in first-seen order (so outputs are stable) with a description, a few
 example messages and a count. The index holds the embeddings of all messages (computed once, batched)
 and grows by appending the rows of each newly labeled conversation; a query for a whole conversation
-is one matrix product against the labeled rows, never a rebuild.
+is one matrix product against the labeled rows, never a rebuild -- or, above ANN_THRESHOLD labeled
+messages, an HNSW search re-ranked exactly (igft/gifa/hnsw.py).
 """
 from __future__ import annotations
 
@@ -67,16 +68,27 @@ class IntentCatalog:
         return pd.DataFrame(rows, columns=CATALOG_COLUMNS)
 
 
+# Above this many labeled messages the index answers through HNSW (when faiss is installed); below it
+# the exact matrix product is both exact and faster.
+ANN_THRESHOLD = 20_000
+
+
 class RetrievalIndex:
     """Nearest already-labeled messages for the messages of the next conversation.
 
     `embeddings[i]` is the (L2-normalised) embedding of the message `keys[i]`; all messages are given up
     front. `add(keys, intents)` marks messages as labeled by copying their rows into the labeled block
     (amortised O(rows)); `query` scores a whole conversation against the labeled block in one matmul.
-    `n_labeled` doubles as a snapshot marker: `query(..., upto=n)` sees only the first n labeled rows.
+    Once more than `ann_threshold` messages are labeled (and faiss is importable), queries go through
+    an HNSW graph of the labeled rows instead (igft/gifa/hnsw.py), re-ranked exactly; `ann_threshold=None`
+    keeps exact search at every size. `n_labeled` doubles as a snapshot marker: `query(..., upto=n)`
+    sees only the first n labeled rows (exactly).
     """
 
-    def __init__(self, embeddings: np.ndarray, keys: Sequence[Hashable]):
+    def __init__(self, embeddings: np.ndarray, keys: Sequence[Hashable], *, ann_threshold: int | None = ANN_THRESHOLD,
+                 seed: int = 0):
+        from igft.gifa.hnsw import faiss_available
+
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or embeddings.shape[0] != len(keys):
             raise ValueError(f"embeddings shape {embeddings.shape} does not match {len(keys)} keys")
@@ -84,14 +96,25 @@ class RetrievalIndex:
         self._row = {key: i for i, key in enumerate(keys)}
         if len(self._row) != len(keys):
             raise ValueError("duplicate message keys in the retrieval index")
-        self._labeled = np.empty((max(len(keys), 1), embeddings.shape[1]), dtype=np.float32)
+        self.ann_threshold = ann_threshold if (ann_threshold is not None and faiss_available()
+                                               and ann_threshold < len(keys)) else None
+        self.seed = seed
+        # The exact block holds the first `ann_threshold` labeled rows (all of them without HNSW).
+        block = len(keys) if self.ann_threshold is None else self.ann_threshold
+        self._labeled = np.empty((max(block, 1), embeddings.shape[1]), dtype=np.float32)
+        self._labeled_all_rows: list[int] = []  # labeled row -> row in `embeddings`
         self._intents: list[str] = []
         self._labeled_keys: list[Hashable] = []
         self._is_labeled: set[Hashable] = set()
+        self._hnsw = None
 
     @property
     def n_labeled(self) -> int:
         return len(self._intents)
+
+    @property
+    def uses_hnsw(self) -> bool:
+        return self._hnsw is not None
 
     @property
     def labeled_intents(self) -> list[str]:
@@ -111,40 +134,59 @@ class RetrievalIndex:
         if already:
             raise ValueError(f"messages already in the index: {already[:5]}")
         start, stop = self.n_labeled, self.n_labeled + len(keys)
-        if stop > self._labeled.shape[0]:  # only when callers add keys twice over; grow geometrically
+        vectors = self.rows(keys)
+        in_block = max(0, min(stop, self._labeled.shape[0]) - start)
+        if self.ann_threshold is None and stop > self._labeled.shape[0]:  # only when callers add keys twice over
             grown = np.empty((max(stop, 2 * self._labeled.shape[0]), self._labeled.shape[1]), dtype=np.float32)
             grown[:start] = self._labeled[:start]
             self._labeled = grown
-        self._labeled[start:stop] = self.rows(keys)
+            in_block = len(keys)
+        self._labeled[start:start + in_block] = vectors[:in_block]
+        self._labeled_all_rows.extend(self._row[k] for k in keys)
         self._intents.extend(intents)
         self._labeled_keys.extend(keys)
         self._is_labeled.update(keys)
+        if self._hnsw is not None:
+            self._hnsw.add(vectors)
+        elif self.ann_threshold is not None and stop > self.ann_threshold:
+            from igft.gifa.hnsw import HNSWRows
+
+            self._hnsw = HNSWRows(self._all.shape[1], seed=self.seed)
+            self._hnsw.add(self._labeled_rows(stop))  # all labeled rows, in labeling order
+
+    def _labeled_rows(self, n: int) -> np.ndarray:
+        if n <= self._labeled.shape[0]:
+            return self._labeled[:n]
+        return self._all[self._labeled_all_rows[:n]]
 
     def neighbours(self, keys: Sequence[Hashable], top_k: int, upto: int | None = None) -> list[list[int]]:
         """For each query message, the labeled-row numbers of its top_k most similar labeled messages.
 
         Best first; ties broken by the earlier labeled row, so results are deterministic.
         """
-        return self._search(keys, top_k, upto)[0]
+        return [[r for r, _ in ranked] for ranked in self._search(keys, top_k, upto)]
 
     def known_intents(self, keys: Sequence[Hashable], top_k: int, upto: int | None = None) -> list[str]:
         """The distinct intents of the top_k neighbours of every query message, most similar first."""
-        neighbours, scores = self._search(keys, top_k, upto)
         best: dict[str, tuple[float, int]] = {}
-        for i, rows in enumerate(neighbours):
-            for r in rows:
-                intent, s = self._intents[r], float(scores[i, r])
+        for ranked in self._search(keys, top_k, upto):
+            for r, s in ranked:
+                intent = self._intents[r]
                 prev = best.get(intent)
                 if prev is None or (-s, r) < (-prev[0], prev[1]):
                     best[intent] = (s, r)
         return sorted(best, key=lambda name: (-best[name][0], best[name][1]))
 
-    def _search(self, keys: Sequence[Hashable], top_k: int, upto: int | None) -> tuple[list[list[int]], np.ndarray]:
+    def _search(self, keys: Sequence[Hashable], top_k: int, upto: int | None) -> list[list[tuple[int, float]]]:
+        """Per query message, [(labeled row, score)] of its top_k, ordered by (-score, row)."""
         n = self.n_labeled if upto is None else min(upto, self.n_labeled)
         if n == 0 or top_k <= 0 or not keys:
-            return [[] for _ in keys], np.zeros((len(keys), 0), dtype=np.float32)
-        scores = self.rows(keys) @ self._labeled[:n].T  # (m, n): the one product per conversation
+            return [[] for _ in keys]
+        queries = self.rows(keys)
         k = min(top_k, n)
+        if self._hnsw is not None and n == self.n_labeled:
+            return self._search_hnsw(queries, k)
+        scores = queries @ self._labeled_rows(n).T  # (m, n): the one product per conversation
         # The k-th best score per row (one partition), then every row scoring at least that, ordered by
         # (-score, row) and cut at k: exact top-k with ties going to the earlier labeled message.
         kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
@@ -152,8 +194,19 @@ class RetrievalIndex:
         for i in range(len(keys)):
             cand = np.flatnonzero(scores[i] >= kth[i])
             order = np.lexsort((cand, -scores[i, cand]))
-            out.append([int(r) for r in cand[order][:k]])
-        return out, scores
+            out.append([(int(r), float(scores[i, r])) for r in cand[order][:k]])
+        return out
+
+    def _search_hnsw(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        candidates = self._hnsw.candidates(queries, k)
+        out = []
+        for i, rows in enumerate(candidates):
+            rows = np.unique(rows[rows >= 0])
+            # Exact scores for the candidates, so ranking and tie-breaks match the exact search.
+            scores = self._all[[self._labeled_all_rows[r] for r in rows]] @ queries[i]
+            order = np.lexsort((rows, -scores))[:k]
+            out.append([(int(rows[j]), float(scores[j])) for j in order])
+        return out
 
     def labeled_key(self, row: int) -> Hashable:
         return self._labeled_keys[row]

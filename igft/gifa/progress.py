@@ -40,6 +40,7 @@ class ConversationOutcome:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     last_reply: str = ""
+    status: int | None = None  # the HTTP status of a request the endpoint rejected
 
     def count(self, completion: Completion) -> None:
         self.calls += 1
@@ -113,23 +114,29 @@ class ProgressFile:
         record = {"conversation_number": conversation.number, "digest": conversation_digest(conversation),
                   **{k: v for k, v in asdict(outcome).items() if k != "number"}}
         self._write(record)
+        if conversation.number not in self.records:
+            self.order.append(conversation.number)
         self.records[conversation.number] = record
-        self.order.append(conversation.number)
 
-    def resumable(self, dataset: Dataset) -> list[ConversationOutcome]:
-        """Outcomes of the already-finished prefix of `dataset`; error when progress does not fit it."""
+    def finished(self, dataset: Dataset) -> dict[int, ConversationOutcome]:
+        """conversation number -> recorded outcome, for the finished conversations of `dataset`.
+
+        First records must follow the data's conversation order (a window merges in order, a kill stops
+        it anywhere); a retried failure is recorded again later, and its last record counts.
+        """
         numbers = dataset.numbers
         if self.order != numbers[: len(self.order)]:
             raise ProgressMismatch(
                 f"{self.path} holds conversations {self.order[:5]}… which are not the first conversations of "
                 f"this data in order; use a new --out folder or delete {PROGRESS_FILE}")
-        outcomes = []
-        for conversation in dataset.conversations[: len(self.order)]:
+        outcomes = {}
+        known = {f for f in ConversationOutcome.__dataclass_fields__ if f != "number"}
+        for conversation in dataset.conversations[: len(self.records)]:
             record = self.records[conversation.number]
             if record["digest"] != conversation_digest(conversation):
                 raise ProgressMismatch(
                     f"conversation {conversation.number} changed since {self.path} was written; "
                     f"use a new --out folder or delete {PROGRESS_FILE}")
-            kept = {k: record[k] for k in record if k not in ("conversation_number", "digest")}
-            outcomes.append(ConversationOutcome(number=conversation.number, **kept))
+            kept = {k: record[k] for k in record if k in known}
+            outcomes[conversation.number] = ConversationOutcome(number=conversation.number, **kept)
         return outcomes

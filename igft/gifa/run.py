@@ -40,18 +40,28 @@ class LabelRunRequest:
     gifa: dict[str, Any] = field(default_factory=dict)   # GifaConfig overrides
     instruction_file: str | None = None
     max_conversations: int | None = None
-    max_calls: int | None = None
+    max_calls: int | None = None      # budgets count every run in `out` (usage.json)
+    max_tokens: int | None = None
+    max_dollars: float | None = None
     options: dict[str, str] = field(default_factory=dict)  # embeddings/hybrid labeler options
     overwrite: bool = False
     progress: bool = True
+    retry_failed: bool = False        # relabel the failures recorded in `out`
+    plan: bool = False                # estimate calls, tokens and $ and stop before any call
+    request_timeout: float | None = None  # seconds per HTTP request (OpenAI-compatible backends)
+    max_attempts: int | None = None   # attempts per request, retries of transient faults included
+    concurrency: int | None = None    # requests in flight at most (the adaptive limit starts here)
+    api_key_env: str | None = None    # environment variable holding the endpoint's key
+    save_endpoint: bool = False       # keep the server URL of openai-compatible specs in run.json
 
 
 @dataclass
 class LabelRun:
     dataset: Dataset
-    result: LabelingResult
+    result: LabelingResult | None   # None for a --plan run
     paths: dict[str, Path]
     settings: dict[str, Any]
+    plan: Any = None                 # igft.gifa.plan.LabelingPlan for a --plan run
 
 
 def _cassette_paths(cassette: Path) -> tuple[Path, Path, Path | None]:
@@ -125,20 +135,74 @@ def _write_run_file(settings: dict, config, dataset) -> None:
 
     data = settings["data"]
     is_toy = data == TOY_DATA or Path(data).resolve() == toy_conversations_path().resolve()
-    record = {"labeler": "gifa", "llm": settings["llm"], "embedder": settings["embedder"],
+    from igft.llm.factory import redacted_spec
+
+    keep = settings.get("save_endpoint")
+    llm = settings["llm"] if keep else redacted_spec(settings["llm"])
+    embedder = settings["embedder"] if keep else redacted_spec(settings["embedder"], embedder=True)
+    record = {"labeler": "gifa", "llm": llm, "embedder": embedder,
               "data": TOY_DATA if is_toy else str(data), "max_conversations": settings["max_conversations"],
-              "gifa": asdict(config)}
+              "gifa": {k: v for k, v in asdict(config).items() if k != "embed_workers"}}
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _backend_options(args: LabelRunRequest) -> dict[str, Any]:
+    """Options for OpenAI(-compatible) backends (other backends ignore them)."""
+    options: dict[str, Any] = {}
+    if args.request_timeout is not None:
+        if args.request_timeout <= 0:
+            raise IgftError(f"--request-timeout must be positive seconds, got {args.request_timeout}")
+        options["timeout"] = float(args.request_timeout)
+    if args.max_attempts is not None:
+        if args.max_attempts < 1:
+            raise IgftError(f"--max-attempts must be at least 1, got {args.max_attempts}")
+        options["max_attempts"] = int(args.max_attempts)
+    if args.concurrency is not None:
+        if args.concurrency < 1:
+            raise IgftError(f"--concurrency must be at least 1, got {args.concurrency}")
+        options["max_concurrency"] = int(args.concurrency)
+    if args.api_key_env:
+        options["api_key_env"] = args.api_key_env
+    return options
+
+
+def _check_budget_flags(args: LabelRunRequest) -> None:
+    for flag, value in (("--max-calls", args.max_calls), ("--max-tokens", args.max_tokens),
+                        ("--max-dollars", args.max_dollars)):
+        if value is not None and value < 0:
+            raise IgftError(f"{flag} must be 0 or more, got {value}")
+
+
+def _finished_numbers(out: Path) -> set[int]:
+    """Conversations already labeled in `out` (read only: --plan writes nothing)."""
+    from igft.gifa.progress import PROGRESS_FILE
+
+    path = out / PROGRESS_FILE
+    done: set[int] = set()
+    if not path.is_file():
+        return done
+    for line in path.read_bytes().split(b"\n")[1:]:
+        try:
+            record = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(record, dict) and record.get("labels") is not None:
+            done.add(record.get("conversation_number"))
+    return done
 
 
 def run_labeling(args: LabelRunRequest) -> LabelRun:
     """Label, write labels.csv / catalog.csv / stats.json / report.json into args.out, return everything."""
     from igft.data import load_conversations
     from igft.labeling import write_outputs
-    from igft.llm.factory import build_embedder, build_lm
+    from igft.llm.factory import build_embedder, build_lm, parse_spec
+    from igft.llm.ledger import LEDGER_FILE, UsageLedger
     from igft.llm.usage import Budget, UsageMeter
 
     settings = resolve_settings(args)
+    settings["save_endpoint"] = args.save_endpoint
+    _check_budget_flags(args)
+    backend = _backend_options(args)
     if not settings["data_path"].exists():
         raise IgftError(f"data file {settings['data_path']} does not exist; pass --data CSV")
     dataset = load_conversations(settings["data_path"])
@@ -147,34 +211,59 @@ def run_labeling(args: LabelRunRequest) -> LabelRun:
             raise IgftError("--max-conversations must be at least 1")
         dataset = dataset.head(settings["max_conversations"])
     out = Path(args.out)
+    labeler = settings["labeler"]
+    needs_lm = labeler in ("gifa", "hybrid")
+    if args.plan:
+        if labeler != "gifa":
+            raise IgftError("--plan estimates GIFA runs; drop it for --labeler embeddings / hybrid")
+        from igft.gifa.plan import plan_labeling
+
+        config = _gifa_config(settings["gifa"])
+        lm_name = parse_spec(settings["llm"]).name
+        emb_name = parse_spec(settings["embedder"], embedder=True).name
+        skip = set() if args.overwrite else _finished_numbers(out)
+        plan = plan_labeling(dataset, config, lm_name, emb_name, skip=skip,
+                             embed=args.overwrite or not (out / "embeddings.npy").exists())
+        return LabelRun(dataset, None, {}, settings, plan=plan)
     if args.overwrite and out.exists():
-        for name in ("progress.jsonl", "embeddings.npy", "embeddings.json"):
+        for name in ("progress.jsonl", "embeddings.npy", "embeddings.json", LEDGER_FILE):
             (out / name).unlink(missing_ok=True)
     mode = settings["mode"]
     meter = UsageMeter()
-    budget = Budget(max_calls=args.max_calls) if args.max_calls is not None else None
-    embedder = build_embedder(settings["embedder"], mode=mode, cassette=settings["embedder_cassette"], usage=meter)
-    labeler = settings["labeler"]
-    needs_lm = labeler in ("gifa", "hybrid")
-    lm = build_lm(settings["llm"], mode=mode, cassette=settings["lm_cassette"], usage=meter, budget=budget) if needs_lm else None
-    progress = args.progress
+    ledger = UsageLedger(out, "label", mode)
+    ledger.attach(meter)
+    budget = None
+    if any(v is not None for v in (args.max_calls, args.max_tokens, args.max_dollars)):
+        budget = Budget(max_calls=args.max_calls, max_tokens=args.max_tokens, max_dollars=args.max_dollars)
+    try:
+        embedder = build_embedder(settings["embedder"], mode=mode, cassette=settings["embedder_cassette"], usage=meter,
+                                  budget=budget, **backend)
+        lm = build_lm(settings["llm"], mode=mode, cassette=settings["lm_cassette"], usage=meter, budget=budget,
+                      **backend) if needs_lm else None
+        progress = args.progress
 
-    if labeler == "gifa":
-        from igft.gifa.labeler import label_dataset
+        if labeler == "gifa":
+            from igft.gifa.labeler import label_dataset
 
-        config = _gifa_config(settings["gifa"])
-        if mode == "record" and settings["run_file"] is not None:
-            _write_run_file(settings, config, dataset)
-        result = label_dataset(dataset, lm, embedder, config, out_dir=out, progress=progress)
-    else:
-        import igft.discover as discover
+            config = _gifa_config(settings["gifa"])
+            if parse_spec(settings["embedder"], embedder=True).backend.startswith("openai"):
+                config.embed_workers = backend.get("max_concurrency", 8)  # remote batches in parallel
+            if mode == "record" and settings["run_file"] is not None:
+                _write_run_file(settings, config, dataset)
+            result = label_dataset(dataset, lm, embedder, config, out_dir=out, progress=progress,
+                                   retry_failed=args.retry_failed)
+        else:
+            import igft.discover as discover
 
-        result = discover.label_with(labeler, dataset, embedder=embedder, lm=lm,
-                                     seed=int(settings["gifa"].get("seed", 0)), progress=progress,
-                                     **settings["options"])
-    result.stats["usage"] = meter.snapshot()
+            result = discover.label_with(labeler, dataset, embedder=embedder, lm=lm,
+                                         seed=int(settings["gifa"].get("seed", 0)), progress=progress,
+                                         **settings["options"])
+    finally:
+        ledger.finish()
+    # Totals over every run in this folder, and what each run (this one last) spent.
+    result.stats["usage"] = ledger.totals()
+    result.stats["usage_this_run"] = meter.snapshot()
+    result.stats["runs"] = ledger.runs()
     result.stats["mode"] = mode
     paths = write_outputs(result, dataset, out)
     return LabelRun(dataset, result, paths, settings)
-
-

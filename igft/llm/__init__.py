@@ -3,6 +3,7 @@
 Backends (OpenAI-compatible HTTP, local HF models) are imported lazily, so replaying a cassette
 never imports torch or the openai SDK.
 """
+from igft.llm.errors import EndpointUnreachable, LLMRequestError, MissingAPIKey, RequestRejected
 from igft.llm.base import (LM, Completion, CompletionRequest, Embedder, HashingEmbedder, ScriptedLM, ask,
                            request_key)
 from igft.llm.cassette import (FORMAT_VERSION, CassetteEmbedder, CassetteFormatError, CassetteLM, CassetteMiss,
@@ -14,8 +15,6 @@ from igft.llm.usage import (DEFAULT_PRICES, Budget, BudgetExceeded, MeteredEmbed
 _LAZY = {
     "OpenAIChatLM": "igft.llm.openai_backend",
     "OpenAIEmbedder": "igft.llm.openai_backend",
-    "LLMRequestError": "igft.llm.openai_backend",
-    "MissingAPIKey": "igft.llm.openai_backend",
     "LocalHFLM": "igft.llm.local_backend",
     "SentenceTransformerEmbedder": "igft.llm.local_backend",
     "MiniLMEmbedder": "igft.llm.local_backend",
@@ -36,5 +35,5 @@ __all__ = [
     "CassetteLM", "CassetteEmbedder", "CassetteMiss", "CassetteFormatError", "FORMAT_VERSION", "embedding_key",
     "build_lm", "build_embedder", "parse_spec", "SpecError", "LM_SPEC_FORMS", "EMBEDDER_SPEC_FORMS",
     "UsageMeter", "Budget", "BudgetExceeded", "MeteredLM", "MeteredEmbedder", "register_price", "DEFAULT_PRICES",
-    *_LAZY,
+    "LLMRequestError", "RequestRejected", "EndpointUnreachable", "MissingAPIKey", *_LAZY,
 ]

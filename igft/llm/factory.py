@@ -9,6 +9,7 @@ The cassette key uses the spec's model name (`openai:gpt-4o`, `openai-compatible
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -23,6 +24,18 @@ EMBEDDER_SPEC_FORMS = "openai:MODEL, openai-compatible:URL:MODEL, local:minilm, 
 
 class SpecError(IgftError):
     """A model spec string is malformed."""
+
+
+_COMPATIBLE_URL = re.compile(r"^(?P<url>https?://[^/:]+(?::\d+)?+(?:/[^:]*)?):(?P<model>.+)$")
+# The key of an openai-compatible server is read from this variable (never OPENAI_API_KEY: that one
+# must not travel to whatever host a URL names); unset means no key, which local servers accept.
+COMPATIBLE_KEY_ENV = "OPENAI_COMPATIBLE_API_KEY"
+
+
+def redacted_spec(spec: str, *, embedder: bool = False) -> str:
+    """The spec without its endpoint (`openai-compatible:MODEL`), for files that are shared or committed."""
+    parsed = parse_spec(spec, embedder=embedder)
+    return parsed.name if parsed.backend == "openai-compatible" else spec
 
 
 @dataclass(frozen=True)
@@ -47,12 +60,19 @@ def parse_spec(spec: str, *, embedder: bool = False) -> ParsedSpec:
     if backend == "openai":
         return ParsedSpec("openai", rest, f"openai:{rest}")
     if backend == "openai-compatible":
-        # The URL has colons of its own (http://host:8000/v1): the model is what follows the last colon.
-        url, sep, model = rest.rpartition(":")
-        if not sep or not model or "/" in model or not url.startswith(("http://", "https://")):
+        if not rest.startswith(("http://", "https://")):
+            # The URL-less form names the model only (what run.json keeps): enough to replay a cassette.
+            if not rest or rest.startswith(":"):
+                raise SpecError(f"bad {kind} spec {spec!r}; write openai-compatible:URL:MODEL (valid forms: {forms})")
+            return ParsedSpec("openai-compatible", rest, f"openai-compatible:{rest}", base_url=None)
+        # scheme://host[:port][/path] then ':' then the model, which may itself hold colons
+        # (ft:gpt-4o-mini:org::id, llama3:8b): the URL ends at the first colon after its host part.
+        match = _COMPATIBLE_URL.match(rest)
+        if not match or not match.group("model"):
             raise SpecError(f"bad {kind} spec {spec!r}; write openai-compatible:URL:MODEL, "
                             f"e.g. openai-compatible:http://localhost:8000/v1:llama3 (valid forms: {forms})")
-        return ParsedSpec("openai-compatible", model, f"openai-compatible:{model}", base_url=url)
+        model = match.group("model")
+        return ParsedSpec("openai-compatible", model, f"openai-compatible:{model}", base_url=match.group("url"))
     if not embedder and backend == "local":
         if rest.lower() not in {"smollm2", "smollm2-135m", "smollm2-135m-instruct"}:
             raise SpecError(f"unknown local LLM {rest!r}; the bundled one is local:smollm2 (valid forms: {forms})")
@@ -72,8 +92,23 @@ def _pick(kw: dict, *names: str) -> dict:
     return {k: kw[k] for k in names if k in kw}
 
 
-_OPENAI_KW = ("api_key", "api_key_env", "timeout", "max_retries", "backoff", "max_backoff", "max_concurrency",
+_OPENAI_KW = ("api_key", "api_key_env", "timeout", "max_attempts", "max_retries", "backoff", "max_backoff", "max_concurrency",
               "sleep", "organization", "max_tokens_param", "extra_body", "batch_size")
+
+
+def _openai_kwargs(parsed: ParsedSpec, kw: dict) -> dict:
+    """Backend options for an OpenAI(-compatible) client; the compatible one never reads OPENAI_API_KEY."""
+    options = _pick(kw, *_OPENAI_KW)
+    options["base_url"] = parsed.base_url or kw.get("base_url")
+    if parsed.backend == "openai-compatible":
+        if not options["base_url"]:
+            raise SpecError(f"{parsed.name} has no server URL; to call it live write "
+                            f"openai-compatible:URL:{parsed.model_id} (e.g. http://localhost:8000/v1; valid forms: {LM_SPEC_FORMS})")
+        if options.get("api_key_env") is None:
+            options["api_key_env"] = COMPATIBLE_KEY_ENV
+    elif options.get("api_key_env") is None:
+        options.pop("api_key_env", None)
+    return options
 
 
 def _lm_factory(parsed: ParsedSpec, kw: dict) -> Callable[[], LM]:
@@ -84,8 +119,7 @@ def _lm_factory(parsed: ParsedSpec, kw: dict) -> Callable[[], LM]:
         def make() -> LM:
             from igft.llm.openai_backend import OpenAIChatLM
 
-            return OpenAIChatLM(parsed.model_id, name=parsed.name, base_url=parsed.base_url or kw.get("base_url"),
-                                **_pick(kw, *_OPENAI_KW))
+            return OpenAIChatLM(parsed.model_id, name=parsed.name, **_openai_kwargs(parsed, kw))
         return make
 
     def make_local() -> LM:
@@ -102,8 +136,7 @@ def _embedder_factory(parsed: ParsedSpec, kw: dict) -> Callable[[], Embedder]:
         def make() -> Embedder:
             from igft.llm.openai_backend import OpenAIEmbedder
 
-            return OpenAIEmbedder(parsed.model_id, name=parsed.name, base_url=parsed.base_url or kw.get("base_url"),
-                                  **_pick(kw, *_OPENAI_KW))
+            return OpenAIEmbedder(parsed.model_id, name=parsed.name, **_openai_kwargs(parsed, kw))
         return make
 
     def make_local() -> Embedder:

@@ -67,7 +67,7 @@ class BudgetExceeded(IgftError):
 class Budget:
     """Caps on live (non-cached) usage. None means unlimited."""
 
-    max_calls: int | None = field(default=None, metadata={"help": "maximum live chat calls (cached replays are free)"})
+    max_calls: int | None = field(default=None, metadata={"help": "maximum live chat calls (cached replays are free); with a UsageLedger, over all runs of the job"})
     max_tokens: int | None = field(default=None, metadata={"help": "maximum live prompt + completion tokens (embedding tokens estimated)"})
     max_dollars: float | None = field(default=None, metadata={"help": "maximum estimated live spend in USD"})
 
@@ -86,6 +86,15 @@ class UsageMeter:
         self.dollars = 0.0
         self.unpriced_models: set[str] = set()
         self._in_flight = 0  # live calls admitted by the budget but not yet recorded
+        # What earlier runs of the same job spent (a UsageLedger sets it): budgets count it too.
+        self.baseline: dict = {"live_calls": 0, "live_tokens": 0, "dollars": 0.0}
+        # Called with the meter after every recorded live call (a UsageLedger saves itself here).
+        self.listeners: list = []
+
+    def _notify(self, live: bool) -> None:
+        if live:
+            for listener in list(self.listeners):
+                listener(self)
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         price = _lookup_price(self.prices, model)
@@ -106,6 +115,7 @@ class UsageMeter:
                 self.live_prompt_tokens += completion.prompt_tokens
                 self.live_completion_tokens += completion.completion_tokens
                 self.dollars += self.cost(model, completion.prompt_tokens, completion.completion_tokens)
+        self._notify(not completion.cached)
 
     def record_embedding(self, model: str, n_texts: int, live_texts: int, live_tokens: int) -> None:
         with self._lock:
@@ -115,25 +125,29 @@ class UsageMeter:
             if live_texts:
                 self.live_prompt_tokens += live_tokens
                 self.dollars += self.cost(model, live_tokens, 0)
+        self._notify(bool(live_texts))
 
     def admit(self, budget: Budget | None, what: str) -> None:
         """Raise BudgetExceeded if a new live call would break `budget`; otherwise reserve it."""
         with self._lock:
             if budget is not None:
-                live = self.live_calls + self._in_flight
-                tokens = self.live_prompt_tokens + self.live_completion_tokens
+                base = self.baseline
+                live = base["live_calls"] + self.live_calls + self._in_flight
+                tokens = base["live_tokens"] + self.live_prompt_tokens + self.live_completion_tokens
+                dollars = base["dollars"] + self.dollars
                 if budget.max_calls is not None and live >= budget.max_calls:
-                    reason = f"{live} live calls of max_calls={budget.max_calls}"
+                    reason, flag = f"{live} live calls of max_calls={budget.max_calls}", "--max-calls"
                 elif budget.max_tokens is not None and tokens >= budget.max_tokens:
-                    reason = f"{tokens} live tokens of max_tokens={budget.max_tokens}"
-                elif budget.max_dollars is not None and self.dollars >= budget.max_dollars:
-                    reason = f"${self.dollars:.4f} of max_dollars={budget.max_dollars}"
+                    reason, flag = f"{tokens} live tokens of max_tokens={budget.max_tokens}", "--max-tokens"
+                elif budget.max_dollars is not None and dollars >= budget.max_dollars:
+                    reason, flag = f"${dollars:.4f} of max_dollars={budget.max_dollars}", "--max-dollars"
                 else:
                     reason = None
                 if reason:
+                    earlier = " (counting earlier runs in this output folder)" if any(base.values()) else ""
                     raise BudgetExceeded(
-                        f"budget spent before {what}: {reason}; everything recorded so far is kept — raise the "
-                        f"budget or rerun with --mode record to resume from the cassette")
+                        f"budget spent before {what}: {reason}{earlier}; everything done so far is kept: rerun "
+                        f"the same command with a higher {flag} to continue")
             self._in_flight += 1
 
     def release(self) -> None:

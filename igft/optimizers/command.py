@@ -15,19 +15,17 @@ from igft.optimizers.results import SearchResult
 
 RUN_FILE = "run.json"
 TOY_DATA = "toy"
-# Defaults of every optimize option; run.json of a recorded run overrides them, explicit flags override both.
-DEFAULTS: dict[str, Any] = {
-    "llm": "local:smollm2", "embedder": "local:minilm", "data": TOY_DATA, "max_conversations": None,
-    "objective": "AMI_x_NCA", "seed": 0, "concurrency": 1, "feedback_on": None, "train_fraction": 0.2, "train_r": 2,
-    "temperature": 0.7, "meta_max_tokens": 400, "r": 25, "iterations": 10, "children": 1, "direct_rewrite": False,
-    "population": 5, "phases": None, "feedback_rounds": 2, "global_rounds": 4,
-    "semantic_rounds": 1, "tolerance": 1, "min_gain": 0.0, "pairing_weight": 0.5, "lamarckian_examples": 10,
-    "hours": 1.0, "eta": 2, "r_min": 4, "r_max": 25, "n_min": 1, "variant": "paper", "brackets": None,
-    "gifa_max_tokens": None, "gifa_tokens_per_message": None, "gifa_max_retries": None,
-    "max_calls": None, "max_tokens": None, "max_dollars": None, "max_trials": None,
-}
+# Options of the run itself (models, data); every search option comes from the config dataclasses
+# (igft.optimizers.options). run.json of a recorded run overrides both, explicit flags override that.
+RUN_DEFAULTS: dict[str, Any] = {"llm": "local:smollm2", "embedder": "local:minilm", "data": TOY_DATA,
+                                "max_conversations": None}
 ALGO_DIRS = {"random": "random", "greedy": "greedy", "see": "see", "hyperband-see": "hyperband_see"}
 
+
+def option_names() -> set[str]:
+    from igft.optimizers.options import options
+
+    return set(RUN_DEFAULTS) | set(options())
 
 
 @dataclass
@@ -39,7 +37,7 @@ class OptimizeRequest:
     data: str | None = None
     mode: str | None = None
     cassette: str | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)  # any DEFAULTS key
+    overrides: dict[str, Any] = field(default_factory=dict)  # any RUN_DEFAULTS key or igft.optimizers.options name
     resume: bool = True
 
 
@@ -51,7 +49,8 @@ class OptimizeRun:
 
 
 def resolve(request: OptimizeRequest) -> dict[str, Any]:
-    """Overrides over the cassette's run.json over DEFAULTS; plus mode and cassette paths."""
+    """Overrides over the cassette's run.json over the library defaults; plus mode and cassette paths."""
+    from igft.optimizers import options as search_options
     from igft.resources import simulated_runs_dir
 
     cassette = Path(request.cassette) if request.cassette else None
@@ -72,45 +71,40 @@ def resolve(request: OptimizeRequest) -> dict[str, Any]:
                 raise IgftError(f"cannot read {run_file}: {err}; fix or delete it") from err
             if recorded.get("algo") not in (None, request.algo):
                 raise IgftError(f"{cassette} holds a {recorded['algo']} run, not {request.algo}; pass --cassette of a {request.algo} run")
-    options = dict(DEFAULTS)
-    options.update({k: v for k, v in recorded.get("options", {}).items() if k in DEFAULTS})
-    unknown = sorted(set(request.overrides) - set(DEFAULTS))
+    valid = option_names()
+    unknown = sorted(set(request.overrides) - valid)
     if unknown:
-        raise IgftError(f"unknown optimize option(s) {unknown}; valid: {sorted(DEFAULTS)}")
+        raise IgftError(f"unknown optimize option(s) {unknown}; valid: {sorted(valid)}")
+    options = {**RUN_DEFAULTS, **search_options.defaults(request.algo)}
+    # A run.json from an older igft may hold options that no longer exist: they are ignored, not guessed.
+    options.update({k: v for k, v in recorded.get("options", {}).items() if k in valid})
     if request.data:
         options["data"] = request.data
     options.update({k: v for k, v in request.overrides.items() if v is not None})
-    if options["phases"] is None:  # Hyperband-SEE's rounds are the paper's SEE: initialisation + feedback
-        options["phases"] = "init,feedback" if request.algo == "hyperband-see" else "init,feedback,global,semantic"
-    if options["feedback_on"] is None:
-        options["feedback_on"] = "train" if request.algo in ("see", "hyperband-see") else "validation"
+    search = search_options.coerce({k: v for k, v in options.items() if k not in RUN_DEFAULTS})
+    options.update(search)
     return {"algo": request.algo, "mode": mode, "cassette": cassette, "options": options}
 
 
 def backbone_config(algo: str, o: dict[str, Any]):
     """The backbone config dataclass built from resolved options."""
-    from igft.optimizers import GreedySearchConfig, HyperbandConfig, RandomSearchConfig, SEEConfig
+    from igft.optimizers import HyperbandConfig, SEEConfig
+    from igft.optimizers.iterative import IterativeConfig
+    from igft.optimizers.options import build
 
     if algo in ("random", "greedy"):
-        cls = RandomSearchConfig if algo == "random" else GreedySearchConfig
-        return cls(iterations=o["iterations"], children_per_iteration=o["children"],
-                   lagged_feedback=not o["direct_rewrite"], r=o["r"])
-    see = SEEConfig(population_size=o["population"], r=o["r"], phases=tuple(p.strip() for p in o["phases"].split(",") if p.strip()),
-                    lamarckian_examples=o["lamarckian_examples"], feedback_rounds=o["feedback_rounds"],
-                    lagged_feedback=not o["direct_rewrite"], global_rounds=o["global_rounds"],
-                    semantic_rounds=o["semantic_rounds"], tolerance=o["tolerance"], min_gain=o["min_gain"],
-                    pairing_weight=o["pairing_weight"])
+        return build(IterativeConfig, o)
+    see = build(SEEConfig, o)
     if algo == "see":
         return see
-    return HyperbandConfig(hours=o["hours"], eta=o["eta"], r_min=o["r_min"], r_max=o["r_max"], n_min=o["n_min"],
-                           variant=o["variant"], brackets=o["brackets"], see=see)
+    return build(HyperbandConfig, o, see=see)
 
 
 def _gifa_config(o: dict[str, Any]):
     from igft.gifa import GifaConfig
+    from igft.optimizers.options import build
 
-    changes = {name: o[f"gifa_{name}"] for name in ("max_tokens", "tokens_per_message", "max_retries") if o[f"gifa_{name}"] is not None}
-    return GifaConfig(**changes)
+    return build(GifaConfig, o)
 
 
 def run_optimize(request: OptimizeRequest) -> OptimizeRun:
@@ -139,11 +133,10 @@ def run_optimize(request: OptimizeRequest) -> OptimizeRun:
     if mode == "record" and cassette is not None:
         cassette.mkdir(parents=True, exist_ok=True)
         (cassette / RUN_FILE).write_text(json.dumps({"algo": request.algo, "options": o}, indent=2) + "\n", encoding="utf-8")
-    budget = SearchBudget(max_calls=o["max_calls"], max_tokens=o["max_tokens"], max_dollars=o["max_dollars"],
-                          max_trials=o["max_trials"], dollars_fn=lambda: meter.snapshot()["dollars"])
-    search_settings = SearchSettings(objective=o["objective"], seed=o["seed"], concurrency=o["concurrency"],
-                                     feedback_on=o["feedback_on"], train_fraction=o["train_fraction"], train_r=o["train_r"],
-                                     temperature=o["temperature"], max_tokens=o["meta_max_tokens"])
+    from igft.optimizers.options import build
+
+    budget = build(SearchBudget, o, dollars_fn=lambda: meter.snapshot()["dollars"])
+    search_settings = build(SearchSettings, o)
     out = Path(request.out)
     out.mkdir(parents=True, exist_ok=True)
     result = run_search(request.algo, dataset, lm, embedder, config=backbone_config(request.algo, o), settings=search_settings,

@@ -17,6 +17,9 @@ from igft.errors import IgftError
 from igft.optimizers.trial import Trial
 
 
+FINAL_PHASE = "final"  # trials scored after the search: the seed on validation, best and seed on test
+
+
 class HistoryError(IgftError):
     """A history file that cannot be read or does not belong to this search."""
 
@@ -96,10 +99,31 @@ class History:
     def get(self, trial_id: int) -> Trial:
         return self.trials[trial_id]
 
+    def search_trials(self) -> list[Trial]:
+        """The trials the search compared (validation scores), without the final scores made after it."""
+        return [t for t in self.trials if t.phase != FINAL_PHASE]
+
     def best(self, trials: Iterable[Trial] | None = None) -> Trial | None:
-        """Highest objective (ties: earliest); None when nothing was scored."""
-        pool = [t for t in (self.trials if trials is None else trials) if not math.isnan(t.objective)]
+        """Highest objective (ties: earliest) among `trials` (default: the search's validation trials)."""
+        pool = [t for t in (self.search_trials() if trials is None else trials) if not math.isnan(t.objective)]
         return max(pool, key=lambda t: (t.objective, -t.id)) if pool else None
+
+    def best_at_full_resource(self) -> Trial | None:
+        """The best among the trials scored on the most validation conversations any trial was scored on.
+
+        A rung-based search (Hyperband) scores most trials on few conversations, where a lucky score is
+        easy; only a score at the largest r may win (for random / greedy / SEE every trial has the same r).
+        """
+        pool = [t for t in self.search_trials() if not math.isnan(t.objective)]
+        if not pool:
+            return None
+        r_max = max(t.r for t in pool)
+        return self.best([t for t in pool if t.r == r_max])
+
+    def final(self, name: str) -> Trial | None:
+        """The (last) final score of that name: seed_val, best_test or seed_test."""
+        found = [t for t in self.trials if t.phase == FINAL_PHASE and t.slot.startswith(f"{FINAL_PHASE}/{name}/")]
+        return found[-1] if found else None
 
     @property
     def calls(self) -> int:
@@ -114,7 +138,7 @@ class History:
         rows = []
         for t in self.trials:
             row = {"id": t.id, "slot": t.slot, "phase": t.phase, "step": t.step, "operator": t.operator,
-                   "parent_ids": list(t.parent_ids), "r": t.r, "objective": t.objective, "calls": t.calls,
+                   "parent_ids": list(t.parent_ids), "r": t.r, "split": t.split, "objective": t.objective, "calls": t.calls,
                    "tokens": t.tokens, "cached": t.cached, "instruction": t.instruction}
             row.update({k: v for k, v in t.report.items() if isinstance(v, (int, float))})
             row.update({f"meta_{k}": v for k, v in t.meta.items() if isinstance(v, (int, float, str))})

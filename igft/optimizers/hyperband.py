@@ -3,10 +3,14 @@
 `paper_schedule` is the paper's scheduler (see DESIGN.md): for each eta, rounds, rung sizes R_i,
 multiplicities and populations x_i fitted into a budget of hours * 3600 / 4 evaluations. Bracket b
 runs m_b rounds; round r uses population x_(r+b) on R_(r+b) conversations; round 0 starts from
-Lamarckian induction, each later round is SEE warm-started from the best of the previous round.
-`li_schedule` is the standard Hyperband of Li et al. (equal bracket budgets, keep the best 1/eta).
-Scores from a lower rung decide promotion; promoted prompts are rescored at the larger rung, and the
-objective cache makes any (instruction, r) scored before free.
+Lamarckian induction, each later round is SEE whose population is warm-started with the previous round's best `int(pop / 2)`
+(the paper's best half; Lamarckian induction fills the rest), or with `warm_keep="eta"` the previous
+round's best 1/eta.
+`li_schedule` is the standard Hyperband of Li et al.: brackets of equal budget, each a successive
+halving: n Lamarckian candidates scored at the smallest r, then the best 1/eta survivors re-scored at
+the next r, with no new children inside a bracket.
+Lower-rung scores decide promotion only; the search's best is chosen among the trials scored at the
+largest r it ran (History.best_at_full_resource), so a lucky score on few conversations never wins.
 """
 from __future__ import annotations
 
@@ -83,8 +87,11 @@ class HyperbandConfig:
     r_min: int = field(default=4, metadata={"help": "fewest validation conversations (first rung)"})
     r_max: int = field(default=25, metadata={"help": "most validation conversations"})
     n_min: int = field(default=1, metadata={"help": "smallest population allowed in the last rung"})
-    variant: str = field(default="paper", metadata={"help": "paper (the paper's schedule) or li (standard Hyperband)"})
+    variant: str = field(default="paper", metadata={"help": "paper (the paper's schedule, SEE rounds) or li (Li et al.'s Hyperband: successive halving)",
+                                                    "choices": ("paper", "li")})
     brackets: int | None = field(default=None, metadata={"help": "run only the first N brackets (small budgets)"})
+    warm_keep: str = field(default="half", metadata={"help": "paper variant: a round is warm-started from the best half of the previous one (the paper) or its best 1/eta",
+                                                     "choices": ("half", "eta")})
     see: SEEConfig = field(default_factory=lambda: SEEConfig(phases=("init", "feedback")),
                            metadata={"help": "SEE settings of each round (population and r are set by the schedule)"})
 
@@ -109,23 +116,60 @@ def hyperband_rounds(config: HyperbandConfig) -> list[list[tuple[int, int]]]:
 def hyperband_search(ctx: SearchContext, config: HyperbandConfig | None = None, *, embedder=None) -> list[dict]:
     """Run Hyperband-SEE; trials are recorded in ctx.history (meta: bracket, round). Returns per-round summaries."""
     config = config or HyperbandConfig()
+    if config.warm_keep not in ("half", "eta"):
+        raise ScheduleError(f"warm_keep must be half or eta, got {config.warm_keep!r}")
+    if config.variant == "li":
+        return _successive_halving(ctx, config, embedder)
     summaries = []
     for b, rounds in enumerate(hyperband_rounds(config)):
         previous: list[Trial] = []
+        previous_population = 0
         for r_index, (population, conversations) in enumerate(rounds):
             if not ctx.check_trials_left():
                 return summaries
-            # Promotion uses the lower rung's scores (already in the history); the best survive, rescored at the new rung.
-            warm = tuple(t.instruction for t in _distinct_best(previous, population)) if r_index else ()
+            # Promotion uses the lower rung's scores (already in the history); the kept ones are rescored at the
+            # new rung, Lamarckian induction fills the rest of the population.
+            # half: the paper's int(pop / 2) best of the previous round, Lamarckian induction makes the other half;
+            # eta: the previous round's best 1/eta (with the paper's schedule, the whole new population).
+            keep = population // 2 if config.warm_keep == "half" else previous_population // config.eta
+            warm = tuple(t.instruction for t in _distinct_best(previous, min(max(keep, 1), population))) if r_index else ()
             see_config = replace(config.see, population_size=population, r=conversations, warm_start=warm)
             start = len(ctx.history)
             final = see_search(ctx, see_config, embedder=embedder, prefix=f"hyperband/b{b}/r{r_index}",
                                meta={"bracket": b, "round": r_index, "population": population})
             round_trials = ctx.history.trials[start:]
             previous = round_trials or final
+            previous_population = population
             best = max((t.objective for t in round_trials), default=float("nan"))
             summaries.append({"bracket": b, "round": r_index, "population": population, "conversations": conversations,
                               "trials": len(round_trials), "best": best})
+    return summaries
+
+
+def _successive_halving(ctx: SearchContext, config: HyperbandConfig, embedder) -> list[dict]:
+    """Li et al.'s Hyperband: per bracket, n induced candidates at the first r, then survivors re-scored."""
+    from igft.optimizers.runner import Candidate
+
+    summaries = []
+    for b, rungs in enumerate(hyperband_rounds(config)):
+        survivors: list[Trial] = []
+        for i, (n, conversations) in enumerate(rungs):
+            if not ctx.check_trials_left():
+                return summaries
+            meta = {"bracket": b, "round": i, "population": n}
+            prefix = f"hyperband/b{b}/r{i}"
+            if i == 0:
+                see_config = replace(config.see, population_size=n, r=conversations, warm_start=(), phases=("init",))
+                trials = see_search(ctx, see_config, embedder=embedder, prefix=prefix, meta=meta)
+            else:
+                # No new children inside a bracket: the best n of the previous rung, scored again on more data.
+                batch = [Candidate(slot=f"{prefix}/rescore/{k}", phase="rescore", step=i, generate=t.instruction,
+                                   r=conversations, parent_ids=[t.id], operator="rescore", meta=dict(meta))
+                         for k, t in enumerate(_distinct_best(survivors, n))]
+                trials = ctx.evaluate(batch)
+            survivors = trials
+            summaries.append({"bracket": b, "round": i, "population": n, "conversations": conversations,
+                              "trials": len(trials), "best": max((t.objective for t in trials), default=float("nan"))})
     return summaries
 
 

@@ -34,12 +34,12 @@ def feedback_child(parent: Trial, lagged: bool) -> Callable[[CandidateTools], st
     """Generate function: improve `parent` from its report (feedback + apply, or a direct rewrite)."""
 
     def generate(tools: CandidateTools) -> str:
-        report = tools.feedback_report(parent)
+        report = tools.feedback_report(parent)  # the parent's train-split report
         if lagged:
-            feedback = tools.ask(prompts.feedback_prompt(parent.instruction, report))
+            feedback = tools.ask(prompts.feedback_prompt(parent.instruction, report, tools.feedback_gold))
             answer = tools.ask(prompts.apply_feedback_prompt(parent.instruction, feedback))
         else:
-            answer = tools.ask(prompts.direct_rewrite_prompt(parent.instruction, report))
+            answer = tools.ask(prompts.direct_rewrite_prompt(parent.instruction, report, tools.feedback_gold))
         return prompts.extract_instruction(answer, fallback=parent.instruction)
 
     return generate

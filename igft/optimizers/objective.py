@@ -1,12 +1,14 @@
-"""The objective every backbone maximises: label r validation conversations with an instruction, score.
+"""The objective every backbone maximises: label r conversations of one split with an instruction, score.
 
-The validation conversations are shuffled once with a seeded generator; a budget of r conversations is
-the first r of that order, so a larger Hyperband rung always contains a smaller one. Scores are cached
-by (instruction, r): an instruction met again (a resumed trial, a crossover child identical to a parent,
-a warm-start prompt) costs nothing.
+The conversations are shuffled once with a seeded generator; a budget of r conversations is the first
+r of that order, so a larger Hyperband rung always contains a smaller one (an r above the split's size
+is capped, with a logged note). Scores are cached by (instruction, r): an instruction met again (a
+resumed trial, a crossover child identical to a parent, a warm-start prompt) costs nothing. One
+Objective per split (train, validation, test) keeps the splits' scores apart.
 """
 from __future__ import annotations
 
+import logging
 import math
 import random
 import threading
@@ -16,6 +18,8 @@ from typing import Any, Callable
 from igft.data import Dataset
 from igft.errors import IgftError
 from igft.labeling import LabelingResult
+
+logger = logging.getLogger(__name__)
 
 LabelFn = Callable[[str, Dataset, Any], LabelingResult]
 """label_fn(instruction, dataset, lm) -> LabelingResult. `lm` is the metered LM of the trial."""
@@ -63,20 +67,31 @@ def report_to_dict(report, n_feedback_intents: int = 15) -> dict[str, Any]:
     return data
 
 
-def default_report_fn(dataset: Dataset, labels: dict) -> dict[str, Any]:
+def metrics_report_fn(seed: int = 0, missing: str = "cluster") -> Callable[[Dataset, dict], dict]:
+    """report_fn scoring with igft.metrics; `seed` drives the error-example sampling, `missing` is the
+    missing-label policy (default: unlabeled messages form one cluster, so a failing prompt loses score)."""
     from igft.metrics import evaluate_labels
 
-    return report_to_dict(evaluate_labels(dataset, labels))
+    def report(dataset: Dataset, labels: dict) -> dict[str, Any]:
+        return report_to_dict(evaluate_labels(dataset, labels, seed=seed, missing=missing))
+
+    return report
+
+
+def default_report_fn(dataset: Dataset, labels: dict) -> dict[str, Any]:
+    return metrics_report_fn()(dataset, labels)
 
 
 class Objective:
     """Scores instructions on prefixes of one seeded order of the validation conversations."""
 
     def __init__(self, dataset: Dataset, label_fn: LabelFn, *, key: str = "AMI_x_NCA", seed: int = 0,
-                 report_fn: Callable[[Dataset, dict], dict] = default_report_fn):
+                 report_fn: Callable[[Dataset, dict], dict] = default_report_fn, name: str = "validation"):
         if not dataset.has_gold:
-            raise ObjectiveError(f"{dataset.source}: the validation data has no gold `intent` column; "
+            raise ObjectiveError(f"{dataset.source}: the {name} data has no gold `intent` column; "
                                  "prompt search needs gold intents to score instructions")
+        self.name = name
+        self._capped_noted: set[int] = set()
         self.dataset = dataset
         self.label_fn = label_fn
         self.key = key
@@ -94,7 +109,10 @@ class Objective:
     def subset(self, r: int) -> Dataset:
         """The first r conversations of the seeded order (kept in that order)."""
         if r < 1:
-            raise ObjectiveError(f"need at least one validation conversation, got r={r}")
+            raise ObjectiveError(f"need at least one {self.name} conversation, got r={r}")
+        if r > self.max_r and r not in self._capped_noted:
+            self._capped_noted.add(r)
+            logger.info("r=%d is above the %d %s conversations; scoring on all %d", r, self.max_r, self.name, self.max_r)
         return self.dataset.subset(self.order[: min(r, self.max_r)])
 
     def cached(self, instruction: str, r: int) -> Score | None:
@@ -106,7 +124,7 @@ class Objective:
             self._cache.setdefault((instruction, min(r, self.max_r)), score)
 
     def score(self, instruction: str, r: int, lm) -> Score:
-        """Label the first r validation conversations with `instruction` using `lm`, and score them."""
+        """Label the first r conversations of this split with `instruction` using `lm`, and score them."""
         hit = self.cached(instruction, r)
         if hit is not None:
             return Score(hit.objective, hit.report, hit.labels, calls=0, tokens=0)

@@ -2,6 +2,11 @@
 
 The LLM is asked to put the new instruction between <instruction> tags; a model that ignores the tags
 (small local models do) has its whole answer taken, trimmed to a sane length.
+
+Feedback prompts are built from a report on the *train* split only, and `feedback_gold` decides how
+much of the gold labeling they show: "examples" (default: error examples as message pairs that should
+or should not share an intent, no gold intent names), "names" (also the gold names and the most
+frequent gold intents, the original behaviour, for comparison) or "none" (scores and predicted counts).
 """
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ _CONTEXT = ("You are optimizing the instruction of an intent-labeling system for
 
 _ANSWER = "Answer with the new instruction only, between <instruction> and </instruction>."
 
+FEEDBACK_GOLD = ("examples", "names", "none")
+
 FEEDBACK = _CONTEXT + """
 
 Current instruction:
@@ -27,13 +34,7 @@ Scores of this instruction (higher is better; AMI x NCA is the objective):
 
 Most frequent predicted intents (name: count):
 {pred_counts}
-
-Most frequent true intents (name: count):
-{gold_counts}
-
-Errors (false splits: same true intent, different predicted intents; false merges: different true intents, same predicted intent):
-{errors}
-
+{gold_section}
 Give concise, concrete feedback: what in the instruction causes these errors and how to change it."""
 
 APPLY_FEEDBACK = _CONTEXT + """
@@ -56,13 +57,7 @@ Scores of this instruction (higher is better; AMI x NCA is the objective):
 
 Most frequent predicted intents (name: count):
 {pred_counts}
-
-Most frequent true intents (name: count):
-{gold_counts}
-
-Errors:
-{errors}
-
+{gold_section}
 Write an improved instruction that avoids these errors. """ + _ANSWER
 
 LAMARCKIAN = _CONTEXT + """
@@ -105,7 +100,7 @@ SEMANTIC_MUTATION = """Paraphrase the following instruction: keep its meaning an
 
 def format_metrics(report: dict[str, Any], keys: Sequence[str] = ("AMI_x_NCA", "AMI", "NCA", "purity", "ARI",
                                                                   "pairwise_precision", "pairwise_recall",
-                                                                  "n_gold_intents", "n_pred_intents")) -> str:
+                                                                  "coverage", "n_gold_intents", "n_pred_intents")) -> str:
     lines = [f"- {k}: {report[k]:.4f}" if isinstance(report[k], float) else f"- {k}: {report[k]}"
              for k in keys if k in report]
     return "\n".join(lines) or "- (no scores)"
@@ -115,11 +110,19 @@ def format_counts(counts: dict | None) -> str:
     return "\n".join(f"- {name}: {count}" for name, count in (counts or {}).items()) or "- (none)"
 
 
-def format_errors(examples: Sequence[dict], limit: int = 20) -> str:
-    """One line per error example of igft.metrics (kind, both messages, their true and predicted intents)."""
+def format_errors(examples: Sequence[dict], limit: int = 20, gold_names: bool = True) -> str:
+    """One line per error example of igft.metrics: kind, both messages, their predicted intents, and
+    their true intents only with `gold_names` (else whether the pair should share an intent)."""
     lines = []
     for ex in list(examples)[:limit]:
-        if isinstance(ex, dict) and "message_a" in ex:
+        if isinstance(ex, dict) and "message_a" in ex and not gold_names:
+            if ex.get("kind") == "false_split":
+                lines.append(f"- \"{ex['message_a']}\" / \"{ex['message_b']}\": should share one intent, "
+                             f"predicted {ex.get('pred_a')} and {ex.get('pred_b')}")
+            else:
+                lines.append(f"- \"{ex['message_a']}\" / \"{ex['message_b']}\": should have different intents, "
+                             f"both predicted {ex.get('pred_a')}")
+        elif isinstance(ex, dict) and "message_a" in ex:
             lines.append(f"- {ex.get('kind', 'error')}: \"{ex['message_a']}\" (true {ex.get('gold_a')}, predicted "
                          f"{ex.get('pred_a')}) / \"{ex['message_b']}\" (true {ex.get('gold_b')}, predicted {ex.get('pred_b')})")
         else:
@@ -127,22 +130,34 @@ def format_errors(examples: Sequence[dict], limit: int = 20) -> str:
     return "\n".join(lines) or "- (no errors sampled)"
 
 
-def feedback_prompt(instruction: str, report: dict[str, Any]) -> str:
+def gold_section(report: dict[str, Any], feedback_gold: str = "examples") -> str:
+    """The part of a feedback prompt that shows gold information (see the module docstring)."""
+    if feedback_gold not in FEEDBACK_GOLD:
+        raise ValueError(f"feedback_gold must be one of {', '.join(FEEDBACK_GOLD)}, got {feedback_gold!r}")
+    if feedback_gold == "none":
+        return ""
+    examples = report.get("error_examples", [])
+    if feedback_gold == "names":
+        return ("\nMost frequent true intents (name: count):\n" + format_counts(report.get("gold_counts")) +
+                "\n\nErrors (false splits: same true intent, different predicted intents; false merges: different "
+                "true intents, same predicted intent):\n" + format_errors(examples) + "\n")
+    return "\nMessage pairs the labeling got wrong:\n" + format_errors(examples, gold_names=False) + "\n"
+
+
+def feedback_prompt(instruction: str, report: dict[str, Any], feedback_gold: str = "examples") -> str:
     return FEEDBACK.format(instruction=instruction, metrics=format_metrics(report),
                            pred_counts=format_counts(report.get("pred_counts")),
-                           gold_counts=format_counts(report.get("gold_counts")),
-                           errors=format_errors(report.get("error_examples", [])))
+                           gold_section=gold_section(report, feedback_gold))
 
 
 def apply_feedback_prompt(instruction: str, feedback: str) -> str:
     return APPLY_FEEDBACK.format(instruction=instruction, feedback=feedback.strip() or "(no feedback)")
 
 
-def direct_rewrite_prompt(instruction: str, report: dict[str, Any]) -> str:
+def direct_rewrite_prompt(instruction: str, report: dict[str, Any], feedback_gold: str = "examples") -> str:
     return DIRECT_REWRITE.format(instruction=instruction, metrics=format_metrics(report),
                                  pred_counts=format_counts(report.get("pred_counts")),
-                                 gold_counts=format_counts(report.get("gold_counts")),
-                                 errors=format_errors(report.get("error_examples", [])))
+                                 gold_section=gold_section(report, feedback_gold))
 
 
 def lamarckian_prompt(pairs: Sequence[tuple[str, str]]) -> str:

@@ -2,25 +2,31 @@
 
 A backbone describes a batch of independent candidates (slot, parent ids, a function generating the
 instruction with the optimizer LLM); `SearchContext.evaluate` then
-1. reuses trials an earlier run stored under the same slots (resume: no LLM call, no rescoring),
-2. scores on the train subset the parents whose feedback the batch needs (SEE's feedback mutation),
+1. reuses trials an earlier run stored under the same slots (resume: no LLM call, no rescoring) and
+   refills the objective caches from them, so a resumed search makes no call an uninterrupted one
+   would not make,
+2. scores on the train split the parents whose feedback the batch needs (feedback prompts only ever
+   show train-split messages),
 3. generates the new instructions in parallel, each with its own metered LM, its own seeded RNG and a
    request seed derived from its slot (so its cassette keys never collide with another candidate's),
 4. scores each distinct (instruction, r) once, charged to the first candidate in batch order,
 5. appends trials to the history in batch order.
 Nothing in 2-5 depends on which thread finishes first, so histories are identical at any concurrency.
+After the search, `score_final` scores the chosen instruction and the seed instruction on the test
+split (and the seed on validation), once, as "final" trials of the same history.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from igft.llm.base import CompletionRequest
 from igft.optimizers.budget import MeteredLM, SearchBudget, TrialCost, budget_errors
-from igft.optimizers.history import History
+from igft.optimizers.history import FINAL_PHASE, History
 from igft.optimizers.objective import Objective, Score
 from igft.optimizers.parallel import ordered_map
 from igft.optimizers.trial import Trial
@@ -63,6 +69,10 @@ class CandidateTools:
     def feedback_report(self, parent: Trial) -> dict:
         return self.context.feedback_report(parent)
 
+    @property
+    def feedback_gold(self) -> str:
+        return self.context.feedback_gold
+
 
 @dataclass
 class SearchContext:
@@ -74,15 +84,18 @@ class SearchContext:
     budget: SearchBudget = field(default_factory=SearchBudget)
     labeler_lm: Any = None
     train_objective: Objective | None = None
-    train_r: int = 2
+    train_r: int | None = None  # train conversations labeled per feedback report (None: the whole train split)
     concurrency: int = 1
     seed: int = 0
     temperature: float = 0.7
     max_tokens: int = 400
+    feedback_gold: str = "examples"
     stopped: str | None = None
 
     def __post_init__(self) -> None:
         self.labeler_lm = self.labeler_lm if self.labeler_lm is not None else self.lm
+        if self.train_objective is not None:
+            self.train_r = min(self.train_r or self.train_objective.max_r, self.train_objective.max_r)
         self.rng = random.Random(self.seed)  # control-flow randomness (parent choice), drawn in a fixed order
 
     # -- helpers for backbones -------------------------------------------------------------------------
@@ -115,6 +128,7 @@ class SearchContext:
             previous = self.history.resumable(cand.slot)
             if previous is not None:
                 trials[index] = previous
+                self._refill(previous)
             else:
                 fresh.append(index)
         # Reused trials keep their recorded cost, which counts against this run's budget too.
@@ -126,6 +140,25 @@ class SearchContext:
             self._stop(str(exc))
             return self._commit(candidates, trials, {}, costs, limit=_first_fresh(fresh, len(candidates)))
         return self._score_and_commit(candidates, trials, instructions, costs)
+
+    def _refill(self, trial: Trial, objective: Objective | None = None) -> None:
+        """Put a reused trial's scores back into the caches an uninterrupted run would hold."""
+        objective = objective or self.objective
+        if math.isfinite(trial.objective) or trial.report:
+            objective.remember(trial.instruction, trial.r, Score(trial.objective, trial.report, trial.labels))
+        fb = trial.feedback
+        if fb and self.train_objective is not None:
+            self.train_objective.remember(fb["instruction"], int(fb["r"]),
+                                          Score(float(fb["objective"]), fb["report"], []))
+
+    def _feedback_record(self, cand: Candidate) -> dict:
+        if cand.feedback_parent is None or self.train_objective is None:
+            return {}
+        hit = self.train_objective.cached(cand.feedback_parent.instruction, self.train_r)
+        if hit is None:
+            return {}
+        return {"instruction": cand.feedback_parent.instruction, "r": min(self.train_r, self.train_objective.max_r),
+                "objective": hit.objective, "report": hit.report}
 
     def _score_feedback_parents(self, candidates: list[Candidate], costs: list[TrialCost]) -> None:
         if self.train_objective is None:
@@ -202,13 +235,41 @@ class SearchContext:
                               instruction=instruction, parent_ids=list(cand.parent_ids), operator=cand.operator,
                               r=min(cand.r, self.objective.max_r), objective=score.objective, report=score.report,
                               calls=costs[index].calls, tokens=costs[index].tokens, cached=cached,
-                              labels=score.labels, meta=dict(cand.meta))
+                              labels=score.labels, meta=dict(cand.meta), feedback=self._feedback_record(cand))
             else:
                 break
             self.history.append(trial)
             self.budget.count_trial()
             committed.append(trial)
         return committed
+
+    def score_final(self, items: list[tuple[str, str, str, Objective, int]]) -> list[Trial]:
+        """Score (name, operator, instruction, objective, r) items once each, after the search.
+
+        They ignore the search budget (a spent budget must not leave a search without its test figure;
+        their cost is recorded on the trials) and are appended as FINAL_PHASE trials in the given order.
+        The slot names the instruction too, so a resumed search that found a better one scores that.
+        """
+        out = []
+        for name, operator, instruction, objective, r in items:
+            slot = f"{FINAL_PHASE}/{name}/{hashlib.sha256(instruction.encode()).hexdigest()[:12]}"
+            previous = self.history.resumable(slot)
+            if previous is not None:
+                self._refill(previous, objective)
+                previous.id = self.history.next_id()
+                self.history.append(previous)
+                out.append(previous)
+                continue
+            cost = TrialCost()
+            cached = objective.cached(instruction, r)
+            score = cached or objective.score(instruction, r, MeteredLM(self.labeler_lm, cost, None))
+            trial = Trial(id=self.history.next_id(), slot=slot, phase=FINAL_PHASE, step=0, instruction=instruction,
+                          operator=operator, r=min(r, objective.max_r), objective=score.objective, report=score.report,
+                          calls=cost.calls, tokens=cost.tokens, cached=cached is not None, labels=score.labels,
+                          split=objective.name)
+            self.history.append(trial)
+            out.append(trial)
+        return out
 
     def _stop(self, reason: str) -> None:
         if not self.stopped:

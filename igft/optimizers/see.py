@@ -1,10 +1,12 @@
 """SEE (Cho et al., "Strategic Exploration and Exploitation" prompt optimisation), all four phases.
 
-Phase 0 builds the population (Lamarckian induction from sampled message -> intent pairs, or warm-start
-prompts); phase 1 runs up to K1 rounds of feedback mutation (feedback computed on a separate train
-subset); phase 2 runs global evolution rounds cycling through EDA, EDA-index and crossover with
-error-wise or semantic-wise pairing; phase 3 runs semantic-mutation rounds. Phases 1-3 stop early
-when the population's best has not gained `min_gain` for `tolerance` rounds (adaptive stopping).
+Phase 0 builds the population (Lamarckian induction from sampled train message -> intent pairs, or
+warm-start prompts); phase 1 runs K1 rounds of feedback mutation (feedback computed on the train
+split); phase 2 runs global evolution rounds cycling through error-wise crossover, semantic-wise
+crossover, EDA, EDA-index and semantic mutation (the default 5 rounds run each once); phase 3 runs
+semantic-mutation rounds. Every phase runs exactly its configured rounds; with `adaptive`, a phase
+stops early when the population's best has not gained `min_gain` for `tolerance` rounds (the global
+phase only after each operator has run once).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from igft.optimizers.trial import Trial
 
 logger = logging.getLogger(__name__)
 
-GLOBAL_OPERATORS = ("crossover_error", "crossover_semantic", "eda", "eda_index")
+GLOBAL_OPERATORS = ("crossover_error", "crossover_semantic", "eda", "eda_index", "semantic_mutation")
 
 
 @dataclass
@@ -34,15 +36,16 @@ class SEEConfig:
     phases: tuple[str, ...] = field(default=("init", "feedback", "global", "semantic"),
                                     metadata={"help": "phases to run, in order (the paper's code: init, feedback)"})
     warm_start: tuple[str, ...] = field(default=(), metadata={"help": "initial instructions; Lamarckian induction fills the rest"})
-    lamarckian_examples: int = field(default=10, metadata={"help": "message -> intent pairs shown per Lamarckian induction"})
-    feedback_rounds: int = field(default=2, metadata={"help": "K1: at most this many feedback-mutation rounds"})
-    lagged_feedback: bool = field(default=True, metadata={"help": "feedback + apply (2 calls) instead of a direct rewrite"})
-    global_rounds: int = field(default=4, metadata={"help": "at most this many global-evolution rounds"})
-    global_operators: tuple[str, ...] = field(default=GLOBAL_OPERATORS, metadata={"help": "operators cycled over the global rounds"})
-    semantic_rounds: int = field(default=1, metadata={"help": "at most this many semantic-mutation rounds"})
-    tolerance: int = field(default=1, metadata={"help": "a phase stops after this many rounds without min_gain"})
-    min_gain: float = field(default=0.0, metadata={"help": "gain of the population's best that counts as progress"})
-    pairing_weight: float = field(default=0.5, metadata={"help": "crossover pair score = w * diversity + (1-w) * mean quality"})
+    lamarckian_examples: int = field(default=10, metadata={"help": "train message -> intent pairs shown per Lamarckian induction"})
+    lagged_feedback: bool = field(default=True, metadata={"help": "feedback then apply-feedback (2 calls) instead of one direct rewrite"})
+    feedback_rounds: int = field(default=2, metadata={"help": "K1: feedback-mutation rounds (exactly this many unless --adaptive)"})
+    global_rounds: int = field(default=5, metadata={"help": "global-evolution rounds, cycling through the global operators (the default 5 runs each once)"})
+    global_operators: tuple[str, ...] = field(default=GLOBAL_OPERATORS, metadata={"help": "operators cycled over the global rounds, in order"})
+    semantic_rounds: int = field(default=1, metadata={"help": "semantic-mutation rounds of the last phase"})
+    adaptive: bool = field(default=False, metadata={"help": "stop a phase early after --tolerance rounds without --min-gain (the SEE paper's adaptive stopping)"})
+    tolerance: int = field(default=2, metadata={"help": "with --adaptive: rounds without min_gain before a phase stops"})
+    min_gain: float = field(default=0.0, metadata={"help": "with --adaptive: gain of the population's best that counts as progress"})
+    pairing_weight: float = field(default=0.5, metadata={"help": "crossover pair score = w * normalised diversity + (1 - w) * normalised mean quality"})
 
 
 # -- pairwise correctness without n x n matrices -------------------------------------------------------------
@@ -68,17 +71,26 @@ def pairwise_disagreement(labels_a: dict, labels_b: dict) -> tuple[int, int]:
     return together_a + together_b - 2 * together_both, len(common) * (len(common) - 1) // 2
 
 
-def _normalised_quality(population: Sequence[Trial]) -> list[float]:
-    values = [t.objective if math.isfinite(t.objective) else 0.0 for t in population]
+def _min_max(values: Sequence[float]) -> list[float]:
+    """Scale to [0, 1]; all-equal values become 1 (no preference among them)."""
     low, high = min(values), max(values)
     return [(v - low) / (high - low) if high > low else 1.0 for v in values]
 
 
 def rank_pairs(population: Sequence[Trial], distance: np.ndarray, weight: float) -> list[tuple[int, int]]:
-    """All index pairs ordered by weight * distance + (1 - weight) * mean normalised quality (best first)."""
-    quality = _normalised_quality(population)
-    scored = [(weight * distance[i, j] + (1 - weight) * (quality[i] + quality[j]) / 2, i, j)
-              for i, j in itertools.combinations(range(len(population)), 2)]
+    """All index pairs ordered by weight * distance + (1 - weight) * mean quality, best first.
+
+    Both terms are min-max normalised over the candidate pairs first, as the paper's code does: a raw
+    Hamming fraction is about 0.01 on small data while quality spans [0, 1], so unnormalised the
+    diversity term would never change the choice.
+    """
+    quality = [t.objective if math.isfinite(t.objective) else 0.0 for t in population]
+    pairs = list(itertools.combinations(range(len(population)), 2))
+    if not pairs:
+        return []
+    dist = _min_max([float(distance[i, j]) for i, j in pairs])
+    mean_quality = _min_max([(quality[i] + quality[j]) / 2 for i, j in pairs])
+    scored = [(weight * d + (1 - weight) * q, i, j) for d, q, (i, j) in zip(dist, mean_quality, pairs)]
     scored.sort(key=lambda s: (-s[0], s[1], s[2]))
     return [(i, j) for _, i, j in scored]
 
@@ -222,10 +234,10 @@ def _initialise(ctx: SearchContext, config: SEEConfig, prefix: str) -> list[Tria
     return ctx.evaluate(batch)
 
 
-def _local_phase(ctx, config, population, prefix, kind, max_rounds) -> list[Trial]:
+def _local_phase(ctx, config, population, prefix, kind, rounds) -> list[Trial]:
     """Every member makes one child per round (feedback or semantic mutation); a better child replaces it."""
     stopper = _Stopper(_best(population), config.tolerance, config.min_gain)
-    for round_ in range(max_rounds):
+    for round_ in range(rounds):
         if not ctx.check_trials_left():
             break
         batch = []
@@ -241,7 +253,8 @@ def _local_phase(ctx, config, population, prefix, kind, max_rounds) -> list[Tria
         by_parent = {c.parent_ids[0]: c for c in children}
         population = [by_parent[p.id] if p.id in by_parent and by_parent[p.id].objective > p.objective else p
                       for p in population]
-        if len(children) < len(batch) or stopper.update(_best(children)):
+        stop = stopper.update(_best(children))
+        if len(children) < len(batch) or (config.adaptive and stop):
             break
     return population
 
@@ -249,16 +262,22 @@ def _local_phase(ctx, config, population, prefix, kind, max_rounds) -> list[Tria
 def _global_phase(ctx, config, population, prefix, embedder) -> list[Trial]:
     stopper = _Stopper(_best(population), config.tolerance, config.min_gain)
     for round_ in range(config.global_rounds):
-        if not ctx.check_trials_left() or len(population) < 2:
+        if not ctx.check_trials_left():
             break
         operator = config.global_operators[round_ % len(config.global_operators)]
+        if operator.startswith("crossover") and len(population) < 2:
+            # identical children can shrink the distinct population to one: no pair to cross this round
+            logger.info("global round %d: one distinct instruction left, %s skipped", round_, operator)
+            continue
         if operator == "crossover_semantic" and embedder is None:
             logger.warning("semantic-wise crossover needs an embedder; using error-wise pairing")
             operator = "crossover_error"
         batch = _global_batch(ctx, config, population, prefix, round_, operator, embedder)
         children = ctx.evaluate(batch)
         population = _elite(list(population) + children, config.population_size)
-        if len(children) < len(batch) or stopper.update(_best(children)):
+        stop = stopper.update(_best(children))
+        every_operator_ran = round_ + 1 >= len(config.global_operators)
+        if len(children) < len(batch) or (config.adaptive and stop and every_operator_ran):
             break
     return population
 
@@ -266,6 +285,9 @@ def _global_phase(ctx, config, population, prefix, embedder) -> list[Trial]:
 def _global_batch(ctx, config, population, prefix, round_, operator, embedder) -> list[Candidate]:
     n_children = config.population_size
     common = dict(phase=f"global_{round_}", step=round_ + 1, r=config.r, operator=operator)
+    if operator == "semantic_mutation":
+        return [Candidate(slot=f"{prefix}/global_{round_}/{k}", generate=semantic_mutation_child(population[k % len(population)]),
+                          parent_ids=[population[k % len(population)].id], **common) for k in range(n_children)]
     if operator in ("eda", "eda_index"):
         ids = [t.id for t in population]
         return [Candidate(slot=f"{prefix}/global_{round_}/{k}", generate=eda_child(population, operator == "eda_index"),

@@ -17,7 +17,10 @@ class Trial:
     (e.g. "see/feedback_1/3"); a resumed search reuses the trial stored under the same slot.
     r: number of validation conversations it was scored on. calls/tokens: LLM cost of generating and
     scoring it (0 when its score came from the objective cache). labels: [[conversation, index, intent], ...]
-    (kept so that error-wise crossover can compare two trials' clusterings).
+    (kept so that error-wise crossover can compare two trials' clusterings). split: the conversations it
+    was scored on ("validation" for every trial of the search; "test" only for the final scores).
+    feedback: the train-split score its feedback prompt was built from ({instruction, r, objective,
+    report}), kept so a resumed search refills its train cache instead of labeling the train split again.
     """
 
     id: int
@@ -35,6 +38,8 @@ class Trial:
     cached: bool = False
     labels: list[list] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    split: str = "validation"
+    feedback: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -37,6 +37,17 @@ class SearchConfig:
     max_trials: int | None = field(default=None, metadata={"help": "stop each search after this many scored instructions (None: the backbone's own schedule)"})
     max_calls: int | None = field(default=None, metadata={"help": "stop each search after this many LLM calls"})
     concurrency: int = field(default=1, metadata={"help": "instructions scored in parallel (results do not depend on it)"})
+    # Search options with the default and help of their home, igft.optimizers.search.SearchSettings.
+    feedback_gold: str = field(default_factory=lambda: _search_default("feedback_gold"),
+                               metadata={"help": "gold information in feedback prompts: examples | names | none (see igft optimize --help)"})
+    missing: str = field(default_factory=lambda: _search_default("missing"),
+                         metadata={"help": "unlabeled messages in the search objective: cluster | drop | singleton"})
+
+
+def _search_default(name: str):
+    from igft.optimizers.search import SearchSettings
+
+    return getattr(SearchSettings(), name)
 
 
 @dataclass
@@ -44,11 +55,15 @@ class Stage2Config:
     enabled: bool = field(default=True, metadata={"help": "run Stage 2 (fine-tuning, generation, scores)"})
     format: str = field(default="intent+response", metadata={"help": "response | intent+response"})
     model: str = field(default="local:smollm2", metadata={"help": "model spec or HF id/path to fine-tune"})
-    max_steps: int = field(default=6, metadata={"help": "training steps (a few on CPU for the demo)"})
-    batch_size: int = field(default=2, metadata={"help": "training samples per step"})
-    max_seq_len: int = field(default=256, metadata={"help": "tokens per training sample (older turns are trimmed first)"})
+    max_steps: int = field(default=24, metadata={"help": "training steps (the demo's default fits its 4-minute CPU budget)"})
+    batch_size: int = field(default=4, metadata={"help": "training samples per step"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "peak LoRA learning rate (high: the demo trains few steps)"})
+    max_seq_len: int = field(default=192, metadata={"help": "tokens per training sample (older turns are trimmed first)"})
     eval_conversations: int = field(default=3, metadata={"help": "held-out conversations to generate replies for"})
     labels_from: str = field(default="gold", metadata={"help": "train on 'gold' intents or on Stage 1 'predicted' labels"})
+    constrained_intents: bool = field(default=True, metadata={"help": "decode the Intents: block over the training intents (igft.finetune.constrained)"})
+    max_new_tokens: int = field(default=48, metadata={"help": "generated tokens per held-out reply"})
+    compare_base: bool = field(default=True, metadata={"help": "also score the base model (same prompts and decoding) beside the fine-tuned one"})
 
 
 @dataclass
@@ -59,6 +74,7 @@ class PipelineConfig:
     embedder: str = field(default="local:minilm", metadata={"help": "embedder spec: openai:MODEL, local:minilm"})
     cassette_dir: str | None = field(default=None, metadata={"help": "folder of cassettes; empty = the bundled simulated_runs/"})
     seed: int = field(default=0, metadata={"help": "seed of every random choice"})
+    paper_runs: str | None = field(default=None, metadata={"help": "the paper's `Stage 1/` folder (or a clone of its repository): adds its GPT-4o GIFA and four searches; empty = $IGFT_PAPER_RUNS, else none"})
     stage1: Stage1Config = field(default_factory=Stage1Config)
     search: SearchConfig = field(default_factory=SearchConfig)
     stage2: Stage2Config = field(default_factory=Stage2Config)
@@ -113,6 +129,8 @@ def _check_type(hint: Any, value: Any, where: str) -> None:
         if origin is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
             return
         if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return
         if origin in (str, bool) and isinstance(value, origin):
             return

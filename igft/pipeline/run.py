@@ -2,13 +2,18 @@
 
 out/
   config.yaml              the resolved PipelineConfig
-  stage1/                  labels.csv, catalog.csv, stats.json, report.json, labelers.csv
+  stage1/                  labels.csv, catalog.csv, stats.json, report.json, labelers.csv, labelers.png
+  paper/                   figures.json, labelers.csv (only with the paper's artifacts, --paper-runs)
   search/<backbone>/       history.jsonl, result.json, plots;  search/comparison.png
-  stage2/                  finetune/ (adapter/, config.yaml, train_log.jsonl, loss.png), predictions.jsonl, scores.json
+  stage2/                  finetune/ (adapter/, config.yaml, train_log.jsonl, loss.png), predictions.jsonl,
+                           scores.json, base_predictions.jsonl, base_scores.json, base_vs_finetuned.png
   summary.json             the figures printed at the end
 
-Every step writes as it goes; a rerun of the same command resumes where a killed run stopped
-(labeling progress, search histories and prediction files are append-only).
+The story it tells, in order: the labelers side by side on gold (what works offline first), the
+paper's own GPT-4o runs when present, the GIFA and prompt-search replays (labelled as exercising the
+machinery when they were recorded with the bundled 135M model), then Stage 2's fine-tuned model
+beside its base model. Every step writes as it goes; a rerun of the same command resumes where a
+killed run stopped (labeling progress, search histories and prediction files are append-only).
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import yaml
@@ -25,6 +30,11 @@ import yaml
 from igft.pipeline.config import PipelineConfig
 
 logger = logging.getLogger(__name__)
+
+# The bundled recordings were made with this model; figures from them exercise the machinery only.
+BUNDLED_LLM = "local:smollm2"
+MACHINERY_NOTE = ("recorded with SmolLM2-135M, which cannot label intents: these figures exercise the machinery "
+                  "(prompts, parsing, retries, search loops, replay), not the method")
 
 
 @dataclass
@@ -34,25 +44,86 @@ class PipelineResult:
     labelers: pd.DataFrame | None = None
     searches: dict[str, Any] = field(default_factory=dict)
     stage2: Any = None
+    paper: dict[str, Any] | None = None
 
 
 def _stage2_dataset(cfg: PipelineConfig, stage1_run):
     """Stage 2 trains on gold intents, or on Stage 1's predicted labels (labels_from: predicted)."""
     if cfg.stage2.labels_from == "predicted":
+        from igft.data import Dataset
+
         labeled = stage1_run.result.labeled(stage1_run.dataset)
         done = [c for c in labeled.conversations if all(m.intent for m in c.messages)]
-        from igft.data import Dataset
         return Dataset(done, labeled.source)
     return stage1_run.dataset
 
 
-def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, progress: bool = True) -> PipelineResult:
-    """Run Stage 1 (labels, labeler comparison, prompt search) and Stage 2 (fine-tune, generate, score)."""
+def _hybrid_lm(cfg: PipelineConfig):
+    """The LLM of the hybrid labeler row: the configured one live/recorded, or a bundled hybrid recording."""
+    from igft.llm.factory import build_lm
+    from igft.pipeline.stage1 import cassette_for
+
+    cassette = cassette_for(cfg, "hybrid")
+    if cfg.mode == "replay":
+        if cassette is None or not Path(cassette).is_dir() or not any(Path(cassette).glob("*.jsonl")):
+            return None  # nothing recorded to replay: the row is left out and the summary says why
+        return build_lm(cfg.llm, mode="replay", cassette=Path(cassette) / "lm.jsonl")
+    return build_lm(cfg.llm, mode=cfg.mode, cassette=Path(cassette) / "lm.jsonl" if cassette else None)
+
+
+def _compare_labelers(cfg: PipelineConfig, stage1, out: Path, summary: dict) -> pd.DataFrame:
+    from igft.llm.factory import build_embedder
+    from igft.pipeline.plots import plot_labelers
+    from igft.pipeline.stage1 import compare_labelers
+
+    # The comparison embeds texts the recording never saw (message + context), so in dummy mode it
+    # uses the bundled MiniLM live: it is offline and deterministic.
+    embedder = build_embedder("local:minilm" if cfg.mode == "replay" else cfg.embedder, mode="live")
+    lm = _hybrid_lm(cfg)
+    gifa_name = f"gifa ({cfg.mode}{', SmolLM2-135M: machinery only' if stage1.settings['llm'] == BUNDLED_LLM else ''})"
+    table = compare_labelers(stage1.dataset, embedder, {gifa_name: stage1.result}, seed=cfg.seed, lm=lm)
+    table.to_csv(out / "stage1" / "labelers.csv", index=False)
+    plot_labelers(table, out / "stage1" / "labelers.png",
+                  title=f"labelers on {Path(stage1.dataset.source).name} against its gold intents")
+    summary["labelers"] = table.round(4).to_dict(orient="records")
+    summary["labelers_data"] = {"source": Path(stage1.dataset.source).name, "conversations": len(stage1.dataset),
+                                "messages": stage1.dataset.n_messages,
+                                "gold_intents": len({m.intent for m in stage1.dataset.messages})}
+    if lm is None:
+        summary["labelers_note"] = ("hybrid labeler not shown: it needs an LLM that names intents and no hybrid "
+                                    "recording is bundled; run `igft label --labeler hybrid --lm SPEC`")
+    return table
+
+
+def _paper(cfg: PipelineConfig, folder: Path | None, out: Path, summary: dict) -> dict[str, Any] | None:
+    if folder is None:
+        return None
+    from igft.llm.factory import build_embedder
+    from igft.pipeline.paper import paper_figures
+
+    logger.info("the paper's recorded runs: %s", folder)
+    figures = paper_figures(folder, build_embedder("local:minilm", mode="live"), seed=cfg.seed)
+    (out / "paper").mkdir(parents=True, exist_ok=True)
+    (out / "paper" / "figures.json").write_text(json.dumps(figures, indent=2, default=str), encoding="utf-8")
+    pd.DataFrame(figures["labelers"]).to_csv(out / "paper" / "labelers.csv", index=False)
+    summary["paper"] = figures
+    return figures
+
+
+def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, progress: bool = True,
+                 on_labelers: Callable[[str], None] | None = None) -> PipelineResult:
+    """Run Stage 1 (labels, labeler comparison, prompt search) and Stage 2 (fine-tune, generate, score).
+
+    on_labelers: called with the header and the labelers block as soon as they are known (the demo
+    prints them first, minutes before Stage 2 ends)."""
     from igft.pipeline.search import run_backbones
-    from igft.pipeline.stage1 import compare_labelers, run_stage1
+    from igft.pipeline.stage1 import run_stage1
     from igft.pipeline.stage2 import run_stage2
 
+    from igft.pipeline.paper import find_paper_runs
+
     cfg.validate()
+    paper_folder = find_paper_runs(cfg.paper_runs)  # a wrong path fails now, before any work
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
@@ -63,39 +134,45 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, progress: bool = True
     logger.info("stage 1: labeling with %s", cfg.stage1.labeler)
     stage1 = run_stage1(cfg, out / "stage1", progress=progress)
     timings["stage1_labeling"] = time.perf_counter() - start
+    machinery = stage1.settings["llm"] == BUNDLED_LLM and cfg.mode == "replay"
     summary["stage1"] = {"labeler": stage1.settings["labeler"], "llm": stage1.settings["llm"],
                          "messages_labeled": len(stage1.result.labels), "messages": stage1.dataset.n_messages,
-                         "failed_conversations": len(stage1.result.failures), "intents": len(stage1.result.catalog)}
+                         "coverage": len(stage1.result.labels) / max(stage1.dataset.n_messages, 1),
+                         "failed_conversations": len(stage1.result.failures), "intents": len(stage1.result.catalog),
+                         "machinery_only": machinery}
     if "report" in stage1.paths:
         report = json.loads(Path(stage1.paths["report"]).read_text())
-        summary["stage1"].update({k: report[k] for k in ("AMI", "NCA", "AMI_x_NCA", "accuracy_hungarian")})
+        summary["stage1"].update({k: report[k] for k in ("AMI", "NCA", "AMI_x_NCA", "accuracy_hungarian") if k in report})
 
     labelers = None
     if cfg.stage1.compare_labelers and stage1.dataset.has_gold:
         start = time.perf_counter()
-        from igft.llm.factory import build_embedder
-        # The comparison embeds texts the recording never saw (message + context), so in dummy mode it
-        # uses the bundled MiniLM live: it is offline and deterministic.
-        embedder = build_embedder("local:minilm" if cfg.mode == "replay" else cfg.embedder, mode="live")
-        labelers = compare_labelers(stage1.dataset, embedder, {f"gifa ({cfg.mode})": stage1.result}, seed=cfg.seed)
-        labelers.to_csv(out / "stage1" / "labelers.csv", index=False)
-        summary["labelers"] = labelers.round(4).to_dict(orient="records")
+        labelers = _compare_labelers(cfg, stage1, out, summary)
         timings["stage1_labelers"] = time.perf_counter() - start
+        if on_labelers is not None:
+            on_labelers("\n".join([summary_header(summary, out), *_section_labelers(summary, out)]))
+
+    start = time.perf_counter()
+    paper = _paper(cfg, paper_folder, out, summary)
+    if paper is not None:
+        timings["paper_runs"] = time.perf_counter() - start
 
     searches = {}
     if cfg.search.backbones:
         start = time.perf_counter()
         searches = run_backbones(cfg, out / "search", progress=progress)
         summary["search"] = {name: r.summary() for name, r in searches.items()}
+        summary["search_machinery_only"] = machinery and cfg.cassette_dir is None and cfg.data is None
         timings["search"] = time.perf_counter() - start
 
     stage2 = None
     if cfg.stage2.enabled:
         start = time.perf_counter()
         stage2 = run_stage2(cfg, _stage2_dataset(cfg, stage1), out / "stage2")
-        summary["stage2"] = {k: stage2.scores.get(k) for k in
-                             ("n", "bleu", "rougeL", "bertscore_f1", "embedding_cosine", "intent_f1", "n_malformed")
-                             if k in stage2.scores}
+        summary["stage2"] = {**stage2.comparison(), "model": cfg.stage2.model, "format": cfg.stage2.format,
+                             "labels_from": cfg.stage2.labels_from, "steps": cfg.stage2.max_steps,
+                             "constrained_intents": bool(stage2.catalog) and cfg.stage2.constrained_intents,
+                             "catalog_size": len(stage2.catalog)}
         losses = [r["loss"] for r in stage2.train_log if "loss" in r]
         if losses:
             summary["stage2"]["train_loss_first_last"] = [losses[0], losses[-1]]
@@ -103,34 +180,100 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, progress: bool = True
 
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    return PipelineResult(out, summary, labelers, searches, stage2)
+    return PipelineResult(out, summary, labelers, searches, stage2, paper)
 
 
-def summarize(result: PipelineResult) -> str:
-    """A short human summary of a pipeline run (what `igft demo` prints)."""
-    s = result.summary
-    lines = [f"igft pipeline [{s['mode']} mode] -> {result.out_dir}"]
-    if s["mode"] == "replay" and s["stage1"].get("llm") == "local:smollm2":
-        lines.append("  (dummy mode replays recordings made with SmolLM2-135M, which cannot label intents: the figures "
-                     "exercise the machinery, not the method; see simulated_runs/README.md)")
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    return "n/a" if not isinstance(value, (int, float)) else format(value, spec)
+
+
+def _labeler_lines(rows: list[dict], indent: str = "    ") -> list[str]:
+    lines = [f"{indent}{'labeler':44s} AMIxNCA   AMI    NCA  H-ACC  coverage  intents"]
+    for r in rows:
+        lines.append(f"{indent}{r['labeler'][:44]:44s} {_fmt(r['AMI_x_NCA']):>7s} {_fmt(r['AMI']):>6s} {_fmt(r['NCA']):>6s} "
+                     f"{_fmt(r['accuracy_hungarian']):>6s} {_fmt(r.get('coverage'), '.0%'):>9s} "
+                     f"{r['n_intents']:>4d}/{r['n_gold_intents']}")
+    return lines
+
+
+def _section_labelers(s: dict, out: Path) -> list[str]:
+    if "labelers" not in s:
+        return []
+    d = s["labelers_data"]
+    lines = [f"Labelers on {d['source']} ({d['conversations']} conversations, {d['messages']} messages, "
+             f"{d['gold_intents']} gold intents), scored against gold:"]
+    lines += _labeler_lines(s["labelers"])
+    if s.get("labelers_note"):
+        lines.append(f"    ({s['labelers_note']})")
+    lines.append(f"    plot: {out / 'stage1' / 'labelers.png'}")
+    return lines
+
+
+def _section_paper(s: dict) -> list[str]:
+    if "paper" not in s:
+        return []
+    p = s["paper"]
+    lines = [f"The paper's recorded GPT-4o runs, replayed through igft ({p['folder']}):"]
+    lines += _labeler_lines(p["labelers"])
+    for name, r in p["search"].items():
+        line = f"    search {name:14s} {r.get('trials', 0):3d} trials, best AMI x NCA {_fmt(r.get('best_AMI_x_NCA'))}"
+        if "test_gain_mean" in r:
+            line += (f"; re-judged out of sample: test gain {r['test_gain_mean']:+.3f} (sd {r['test_gain_sd']:.3f}), "
+                     f"positive in {r['share_positive']:.0%} of {r['n_splits']} splits")
+        lines.append(line)
+    return lines
+
+
+def _section_replays(s: dict) -> list[str]:
     st1 = s["stage1"]
-    line = (f"  stage 1  {st1['labeler']} ({st1['llm']}): {st1['messages_labeled']}/{st1['messages']} messages labeled, "
-            f"{st1['failed_conversations']} conversations failed, {st1['intents']} intents")
+    lines = ["GIFA and prompt-search replays" + (f" ({MACHINERY_NOTE}):" if st1.get("machinery_only") else ":")]
+    line = (f"    gifa ({st1['llm']}): {st1['messages_labeled']}/{st1['messages']} messages labeled "
+            f"({_fmt(st1.get('coverage'), '.0%')}), {st1['failed_conversations']} conversations failed, {st1['intents']} intents")
     if "AMI" in st1:
         line += f"; AMI {st1['AMI']:.3f}, NCA {st1['NCA']:.3f}, AMI x NCA {st1['AMI_x_NCA']:.3f}"
     lines.append(line)
-    if result.labelers is not None:
-        lines.append("  labelers (AMI x NCA / intents):  " + ";  ".join(
-            f"{r.labeler} {r.AMI_x_NCA:.3f} / {r.n_intents}" for r in result.labelers.itertuples()))
     for name, info in s.get("search", {}).items():
-        best = info.get("best_objective")
-        lines.append(f"  search   {name}: {info.get('trials')} trials, {info.get('llm_calls')} LLM calls, best AMI x NCA "
-                     f"{'n/a' if best is None else f'{best:.3f}'}")
-    if "stage2" in s:
-        st2 = s["stage2"]
-        parts = [f"{k} {st2[k]:.3f}" for k in ("bleu", "rougeL", "bertscore_f1", "intent_f1") if isinstance(st2.get(k), float)]
-        loss = st2.get("train_loss_first_last")
-        lines.append(f"  stage 2  {st2.get('n')} held-out replies: " + ", ".join(parts)
-                     + (f"; train loss {loss[0]:.3f} -> {loss[1]:.3f}" if loss else ""))
-    lines.append("  seconds: " + ", ".join(f"{k} {v}" for k, v in s["seconds"].items()))
+        line = f"    search {name:14s} {info.get('trials')} trials, {info.get('llm_calls')} LLM calls"
+        if info.get("best_val") is not None or info.get("best_objective") is not None:
+            line += f", best validation AMI x NCA {_fmt(info.get('best_val', info.get('best_objective')))}"
+        if info.get("best_test") is not None:
+            line += (f", its test {_fmt(info['best_test'])} (seed prompt {_fmt(info.get('seed_test'))}, "
+                     f"gain {_fmt(info.get('test_gain'), '+.3f')})")
+        lines.append(line)
+    return lines
+
+
+def _section_stage2(s: dict, out: Path) -> list[str]:
+    if "stage2" not in s:
+        return []
+    st2 = s["stage2"]
+    decoding = (f"intents decoded over the {st2['catalog_size']} training intents" if st2.get("constrained_intents")
+                else "free decoding")
+    lines = [f"Stage 2: LoRA fine-tune of {st2['model']} on {st2['labels_from']} intents ({st2['format']}, "
+             f"{st2['steps']} steps); held-out toy turns, same prompts and decoding ({decoding}):",
+             f"    {'model':12s} intent F1  malformed  ROUGE-L  METEOR  BERTScore(MiniLM)"]
+    for name in ("base", "finetuned"):
+        if name in st2:
+            f = st2[name]
+            lines.append(f"    {name:12s} {_fmt(f.get('intent_f1')):>9s} {_fmt(f.get('malformed_share'), '.0%'):>10s} "
+                         f"{_fmt(f.get('rougeL')):>8s} {_fmt(f.get('meteor')):>7s} {_fmt(f.get('bertscore_f1')):>8s}"
+                         f"   (n={f.get('n')})")
+    loss = st2.get("train_loss_first_last")
+    plot = out / "stage2" / "base_vs_finetuned.png"
+    lines.append((f"    train loss {loss[0]:.3f} -> {loss[1]:.3f}; " if loss else "    ") + f"plot: {plot}")
+    return lines
+
+
+def summary_header(s: dict, out: Path) -> str:
+    return f"igft pipeline [{s['mode']} mode] -> {out}"
+
+
+def summarize(result: PipelineResult, *, skip_labelers: bool = False) -> str:
+    """A short human summary of a pipeline run (what `igft demo` prints): labelers first.
+
+    skip_labelers: leave out the header and the labelers block (already shown by `on_labelers`)."""
+    s, out = result.summary, result.out_dir
+    lines = [] if skip_labelers else [summary_header(s, out), *_section_labelers(s, out)]
+    lines += _section_paper(s) + _section_replays(s) + _section_stage2(s, out)
+    lines.append("seconds: " + ", ".join(f"{k} {v}" for k, v in s["seconds"].items()))
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """The prompt-search step of the pipeline: each configured backbone, then one comparison figure.
 
-Thin over igft.optimizers.command (the same code path as `igft optimize`).
+Thin over igft.optimizers.command (the same code path as `igft optimize`). Each search is judged out
+of sample; the comparison figure shows validation bars with the test score of each backbone's choice.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def run_backbones(cfg: PipelineConfig, out_dir: str | Path, progress: bool = Tru
         overrides = {"max_trials": cfg.search.max_trials, "max_calls": cfg.search.max_calls}
         if not bundled_replay:  # a bundled replay keeps the recorded settings, so it sends the recorded requests
             overrides.update({"llm": cfg.llm, "embedder": cfg.embedder, "seed": cfg.seed,
-                              "concurrency": cfg.search.concurrency})
+                              "concurrency": cfg.search.concurrency, "feedback_gold": cfg.search.feedback_gold,
+                              "missing": cfg.search.missing})
         request = OptimizeRequest(algo=algo, out=str(out / ALGO_DIRS[algo]), data=cfg.data, mode=cfg.mode,
                                   cassette=cassette_for(cfg, ALGO_DIRS[algo]), overrides=overrides)
         results[algo] = run_optimize(request).result
@@ -34,6 +36,7 @@ def run_backbones(cfg: PipelineConfig, out_dir: str | Path, progress: bool = Tru
         from igft.optimizers.results import plot_comparison, plot_progress
         # equal budget: the smallest total spend among the backbones, so every bar saw the same calls
         budget = min(float(f["cum_calls"].max()) for f in frames.values())
-        plot_comparison(frames, out / "comparison.png", budget)
-        plot_progress(frames, out / "progress_calls.png", title="prompt search: all backbones")
+        tests = {name: r.figures for name, r in results.items()}
+        plot_comparison(frames, out / "comparison.png", budget, tests=tests)
+        plot_progress(frames, out / "progress_calls.png", title="prompt search: all backbones", tests=tests)
     return results

@@ -45,11 +45,13 @@ def run_stage1(cfg: PipelineConfig, out_dir: str | Path, progress: bool = True) 
 
 
 def compare_labelers(dataset: Dataset, embedder, labeled: dict[str, LabelingResult] | None = None,
-                     seed: int = 0) -> pd.DataFrame:
-    """AMI, NCA, AMI x NCA, ARI, Hungarian ACC and intent counts of several labelers on one gold dataset.
+                     seed: int = 0, lm=None) -> pd.DataFrame:
+    """AMI, NCA, AMI x NCA, ARI, Hungarian ACC, coverage and intent counts of several labelers on one gold dataset.
 
-    `labeled` holds results already computed (e.g. {"gifa (replayed)": result}); the embedding labeler
-    runs with automatic k and with the oracle k (the gold number of intents, KMeans).
+    Rows, best offline first: the embedding labeler with automatic k (it never sees the gold count) and
+    with the oracle k (the gold number of intents, KMeans); the hybrid labeler when an `lm` is given
+    (embeddings propose clusters, the LLM names, splits and merges them); then `labeled`, results
+    already computed (e.g. {"gifa (replay)": result}).
     """
     from igft.discover import label_with
     from igft.metrics import evaluate_labels
@@ -62,15 +64,19 @@ def compare_labelers(dataset: Dataset, embedder, labeled: dict[str, LabelingResu
         report = evaluate_labels(dataset, result.labels).to_dict()
         rows.append({"labeler": name, "AMI": report["AMI"], "NCA": report["NCA"], "AMI_x_NCA": report["AMI_x_NCA"],
                      "ARI": report["ARI"], "accuracy_hungarian": report["accuracy_hungarian"],
+                     "coverage": len(result.labels) / max(dataset.n_messages, 1),
                      "n_intents": report["n_pred_intents"], "n_gold_intents": report["n_gold_intents"],
                      "seconds": seconds})
 
+    n_gold = len({m.intent for m in dataset.messages})
+    runs = [("embeddings (automatic k)", "embeddings", {}),
+            (f"embeddings (oracle k={n_gold}, KMeans)", "embeddings", {"method": "kmeans", "n_clusters": n_gold})]
+    if lm is not None:
+        runs.append((f"hybrid ({getattr(lm, 'model', 'LLM')})", "hybrid", {}))
+    for name, labeler, options in runs:
+        start = time.perf_counter()
+        result = label_with(labeler, dataset, embedder=embedder, lm=lm, seed=seed, **options)
+        add(name, result, round(time.perf_counter() - start, 2))
     for name, result in (labeled or {}).items():
         add(name, result, result.stats.get("seconds"))
-    n_gold = len({m.intent for m in dataset.messages})
-    for name, options in (("embeddings (automatic k)", {}),
-                          (f"embeddings (oracle k={n_gold}, KMeans)", {"method": "kmeans", "n_clusters": n_gold})):
-        start = time.perf_counter()
-        result = label_with("embeddings", dataset, embedder=embedder, seed=seed, **options)
-        add(name, result, round(time.perf_counter() - start, 2))
     return pd.DataFrame(rows)

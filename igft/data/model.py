@@ -1,20 +1,25 @@
-"""Conversation datasets: load, validate, split, save.
+"""The conversation model: Message, Conversation, Dataset, roles and DataError. No file I/O here.
 
-Canonical CSV (the paper's toy format): columns `conversation_number`, `conversation` (the message
-text with a `customer:` / `assistant:` prefix), `index` (position of the message inside its
-conversation), optional `intent` (gold). A message's identity is (conversation_number, index);
-nothing ever joins on message text. JSONL with OpenAI-style `messages` lists is accepted too.
+A message's identity is (conversation_number, index); nothing ever joins on message text. Gold
+intents are the user's free strings (any non-empty text, stripped); only predicted intents are
+normalised to snake_case, by the labelers that produce them.
+
+Readers and writers (igft.data.readers / igft.data.writers) import this module, never the other
+way round at import time; `Dataset.save` / `to_frame` / `from_frame` are conveniences that call
+into them when used.
 """
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Iterable, Mapping, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from igft.errors import IgftError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
+    import pandas as pd
 
 ROLES = ("customer", "assistant")
 # Accepted spellings of the two roles in a message prefix / an OpenAI-style `role` field.
@@ -34,6 +39,8 @@ class Message:
     role: str
     text: str
     intent: str | None = None
+    # True for a message written by a generator (igft.curate / igft.synthetic), not by a person.
+    synthetic: bool = False
 
     @property
     def key(self) -> tuple[int, int]:
@@ -84,11 +91,16 @@ class Dataset:
         return bool(msgs) and all(m.intent for m in msgs)
 
     @property
+    def has_synthetic(self) -> bool:
+        return any(m.synthetic for m in self.messages)
+
+    @property
     def numbers(self) -> list[int]:
         return [c.number for c in self.conversations]
 
     def subset(self, numbers: Iterable[int]) -> "Dataset":
         """The conversations with these numbers, in the order given."""
+        numbers = list(numbers)
         by_number = {c.number: c for c in self.conversations}
         missing = [n for n in numbers if n not in by_number]
         if missing:
@@ -119,32 +131,21 @@ class Dataset:
                  for c in self.conversations]
         return Dataset(convs, self.source)
 
-    def to_frame(self) -> pd.DataFrame:
-        """The paper's CSV layout: conversation_number, conversation, index, intent."""
-        rows = [{"conversation_number": m.conversation_number, "conversation": m.line, "index": m.index,
-                 "intent": m.intent} for m in self.messages]
-        return pd.DataFrame(rows, columns=["conversation_number", "conversation", "index", "intent"])
+    # Conveniences over igft.data.writers / igft.data.readers (imported when called, so that this
+    # module never depends on the I/O modules at import time).
+    def to_frame(self) -> "pd.DataFrame":
+        """The paper's CSV layout: conversation_number, conversation, index, intent (+ synthetic if any)."""
+        from igft.data.writers import dataset_to_frame
+        return dataset_to_frame(self)
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: "str | Path") -> "Path":
         """Write CSV (or JSONL when the path ends in .jsonl), atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        if path.suffix == ".jsonl":
-            import json
-            with open(tmp, "w", encoding="utf-8") as f:
-                for c in self.conversations:
-                    msgs = [{"role": "user" if m.role == "customer" else "assistant", "content": m.text,
-                             **({"intent": m.intent} if m.intent else {})} for m in c.messages]
-                    f.write(json.dumps({"conversation_number": c.number, "messages": msgs}, ensure_ascii=False) + "\n")
-        else:
-            self.to_frame().to_csv(tmp, index=False)
-        tmp.replace(path)
-        return path
+        from igft.data.writers import save_dataset
+        return save_dataset(self, path)
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, source: str = "<frame>") -> "Dataset":
-        from igft.data_validation import dataset_from_frame
+    def from_frame(cls, frame: "pd.DataFrame", source: str = "<frame>") -> "Dataset":
+        from igft.data.readers import dataset_from_frame
         return dataset_from_frame(frame, source)
 
 
@@ -155,18 +156,3 @@ def split_role(line: str) -> tuple[str, str] | None:
         return None
     role = ROLE_ALIASES.get(head.strip().lower())
     return (role, rest.strip()) if role else None
-
-
-def load_conversations(path: str | Path) -> Dataset:
-    """Load a conversation CSV or JSONL file; raise DataError (one clear line) on bad input."""
-    from igft.data_validation import load_any
-    return load_any(Path(path))
-
-
-def save_labeled(dataset: Dataset, labels: Mapping[tuple[int, int], str], path: str | Path) -> Path:
-    """Write `dataset` with the predicted `labels` as its intents (CSV, or JSONL for *.jsonl), atomically.
-
-    Messages without a label get an empty intent; such a file loads again only without them (the
-    loader refuses intents present in some rows only), so label every message or drop its conversation.
-    """
-    return dataset.with_intents(labels).save(path)

@@ -1,0 +1,59 @@
+"""One home for search options: `igft optimize` flags, defaults and run.json come from the config dataclasses."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import pytest
+
+from igft.cli import build_parser, main
+from igft.optimizers import HyperbandConfig, SEEConfig, SearchSettings
+from igft.optimizers.command import OptimizeRequest, backbone_config, resolve
+from igft.optimizers.iterative import IterativeConfig
+from igft.optimizers.options import OptionError, coerce, defaults, options
+
+
+def optimize_parser() -> argparse.ArgumentParser:
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["optimize"]
+
+
+@pytest.mark.parametrize("cls", [SearchSettings, IterativeConfig, SEEConfig, HyperbandConfig])
+def test_every_config_field_with_help_is_one_flag_with_that_help(cls):
+    actions = {a.dest: a for a in optimize_parser()._actions}
+    for f in dataclasses.fields(cls):
+        if f.name in ("warm_start", "see"):
+            continue
+        assert f.name in actions, f.name
+        option = options()[f.name]
+        assert option.help in actions[f.name].help
+        if option.owner is cls:  # a name two configs share (r, lagged_feedback) takes its first owner's help
+            assert option.help == f.metadata["help"]
+        assert actions[f.name].default is None  # None = the recorded run's value, else the library default
+
+
+def test_library_and_cli_defaults_are_equal():
+    see = defaults("see")
+    assert see["population_size"] == SEEConfig().population_size and see["split"] == SearchSettings().split
+    assert defaults("hyperband-see")["phases"] == HyperbandConfig().see.phases
+    built = backbone_config("see", resolve(OptimizeRequest(algo="see", out="x", data="d.csv", overrides={}))["options"])
+    assert built == SEEConfig()
+    built = backbone_config("random", resolve(OptimizeRequest(algo="random", out="x", data="d.csv"))["options"])
+    assert built == IterativeConfig()
+
+
+def test_run_json_values_round_trip_and_unknown_names_are_rejected():
+    opts = resolve(OptimizeRequest(algo="see", out="x", data="d.csv", overrides={"split": [0.3, 0.4, 0.3]}))["options"]
+    assert opts["split"] == (0.3, 0.4, 0.3)
+    assert coerce(json.loads(json.dumps({"phases": ["init"]}))) == {"phases": ("init",)}
+    with pytest.raises(OptionError, match="unknown optimize option"):
+        coerce({"popluation_size": 3})
+
+
+def test_bad_split_flag_exits_2_in_one_line(tmp_path, capsys):
+    code = main(["optimize", "--algo", "random", "--llm", "scripted", "--embedder", "hashing", "--mode", "record",
+                 "--cassette", str(tmp_path / "c"), "--split", "0.5", "0.5", "0.5", "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "sum to 1" in err
