@@ -77,18 +77,16 @@ def run_method(method: str, data: Clinc150, args: argparse.Namespace) -> dict:
     if method in ("head", "generative"):
         train = rows_per_intent(train, args.llm_train_per_intent)
     if method in LLM_METHODS:
-        test = rows_per_intent(test, args.llm_test_per_intent)
+        n_test = args.prompt_test if method == "prompt" else args.llm_test
+        test = test.iloc[spread(list(range(len(test))), n_test)]
         oos_test = spread(oos_test, args.llm_oos_test)
-    if method == "prompt":
-        test = test.iloc[spread(list(range(len(test))), args.prompt_test)]
-        oos_test = spread(oos_test, max(1, args.prompt_test // 5))
     clf = build_classifier(method, task.schema, method_options(method, args))
     start = time.perf_counter()
     clf.fit(task.texts(train), task.targets(train))
     train_s = time.perf_counter() - start
     logger.warning("%s trained in %.0f s on %d rows", method, train_s, len(train))
     # single-query latency: fewer timed calls for the LLM methods (each call costs seconds here)
-    samples = min(args.latency_samples, 5) if method in LLM_METHODS else args.latency_samples
+    samples = min(args.latency_samples, 3) if method in LLM_METHODS else args.latency_samples
     result = evaluate_classifier(clf, task.texts(test), task.targets(test), latency_samples=samples)
     probabilities = has_probabilities(clf)
     oos_test = oos_test if probabilities else []  # no threshold to apply: the oos rows are not scored
@@ -138,28 +136,38 @@ def run_clinc150(args: argparse.Namespace, argv: list[str] | None) -> int:
         data = load_clinc150(path, intents=10, per_intent={"train": 10, "validation": 5, "test": 5},
                              oos_limit={"validation": 10, "test": 10})
         args.llm_steps, args.batch_size, args.llm_train_per_intent = 2, 2, 1
-        args.llm_test_per_intent, args.llm_oos_test, args.prompt_test, args.latency_samples = 1, 5, 3, 3
+        args.llm_test, args.llm_oos_test, args.prompt_test, args.latency_samples = 6, 5, 2, 3
     else:
         data = load_clinc150(path)
     methods = [m.strip() for m in (args.methods or ",".join(ALL_METHODS)).split(",") if m.strip()]
     wall = time.perf_counter()
-    rows = []
+    rows, failed = [], []
     for method in methods:
-        rows.append(run_method(method, data, args))
+        try:
+            rows.append(run_method(method, data, args))
+        except Exception as err:  # one method's failure must not lose the rows already measured
+            if args.quick:
+                raise
+            logger.exception("%s failed", method)
+            failed.append(f"{method}: FAILED ({err.__class__.__name__}: {str(err).splitlines()[0][:200]})")
+            continue
         print(f"{method}: in-scope accuracy {rows[-1]['accuracy']:.3f} ({rows[-1]['n']} test rows)", flush=True)
-    frame = data.task.frame
-    counts = frame["split"].value_counts()
+        text = report(data, rows, failed, args, time.perf_counter() - wall)
+        if args.results:  # rewritten after every method, so a long run interrupted late keeps its rows
+            command = "python benchmarks/classifiers.py " + " ".join(argv if argv is not None else sys.argv[1:])
+            Path(args.results).write_text(
+                f"# Classifiers on CLINC150\n\nProduced by:\n\n```\n{command}\n```\n\nMachine: 2-core CPU, this "
+                f"sandbox (shared with other jobs while it ran, so times are upper bounds).\n\n"
+                f"{__doc__.split(chr(10), 2)[2]}\n{text}\n", encoding="utf-8")
+    print(report(data, rows, failed, args, time.perf_counter() - wall))
+    return 0
+
+
+def report(data: Clinc150, rows: list[dict], failed: list[str], args, wall_s: float) -> str:
+    counts = data.task.frame["split"].value_counts()
     summary = (f"CLINC150 data_full: {len(data.task.fields[0].labels)} intents; {counts.get('train', 0)} train / "
                f"{counts.get('validation', 0)} val / {counts.get('test', 0)} test in-scope rows; oos "
                f"{len(data.oos['train'])} / {len(data.oos['validation'])} / {len(data.oos['test'])} "
                f"(oos_train unused: the threshold protocol never trains on out-of-scope queries). "
-               f"Wall time {(time.perf_counter() - wall) / 60:.1f} min, torch threads {args.threads}.")
-    text = "\n\n".join([summary, table(rows), f"Published: {PUBLISHED}."])
-    print(text)
-    if args.results:
-        command = "python benchmarks/classifiers.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        Path(args.results).write_text(
-            f"# Classifiers on CLINC150\n\nProduced by:\n\n```\n{command}\n```\n\nMachine: 2-core CPU, this sandbox "
-            f"(shared with other jobs while it ran, so times are upper bounds).\n\n{__doc__.split(chr(10), 2)[2]}\n{text}\n",
-            encoding="utf-8")
-    return 0
+               f"Wall time {wall_s / 60:.1f} min, torch threads {args.threads}.")
+    return "\n\n".join([summary, table(rows)] + failed + [f"Published: {PUBLISHED}."])

@@ -4,7 +4,10 @@ The LM answers instantly (it parses the prompt and names one intent per message)
 synthetic (unit vectors around a few hundred centres, like recurring support messages), so what is
 measured is igft's own work per conversation: retrieval, prompt building, parsing, catalog and index
 updates. Retrieval is exact below GifaConfig.ann_threshold labeled messages and HNSW (faiss) above.
-Each size runs in its own process, so the peak resident memory printed is that size's.
+Each size runs in its own process, so the peak resident memory printed is that size's, with one BLAS
+and one OpenMP thread: small matrix products spread over threads slow down badly on a loaded machine
+(on this shared 2-core sandbox a 10x64 @ 64x3000 product took 24 ms with two OpenBLAS threads, 0.6 ms
+with one).
 
     python benchmarks/gifa_scale.py                      # 10k, 100k, 1M messages, HNSW above the threshold
     python benchmarks/gifa_scale.py --sizes 10000 100000 --exact-sizes 10000
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -115,8 +119,9 @@ def main() -> None:
     print(f"{'messages':>9} {'retrieval':>9} {'ms/conv':>8} {'seconds':>8} {'peak MB':>8} {'intents':>8}")
     jobs = [(n, "exact") for n in args.exact_sizes] + [(n, "auto") for n in args.sizes]
     for n, mode in jobs:
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         done = subprocess.run([sys.executable, __file__, "--one", str(n), "--retrieval", mode, "--dim", str(args.dim)],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=env)
         if done.returncode != 0:
             print(f"{n:>9} {mode:>9} failed: {done.stderr.strip().splitlines()[-1] if done.stderr else done.returncode}")
             continue

@@ -4,7 +4,8 @@
 
 Data: seeded customer-support conversations (templates below) in which e-mail addresses, phone
 numbers (US/UK/DE/FR formats, valid per libphonenumber's numbering plans, as real ones are), Luhn-valid
-card numbers (Visa/Mastercard/Amex prefixes, grouped or compact), checksum-valid IBANs (DE/GB/FR/NL/ES),
+card numbers (Visa/Mastercard/Amex prefixes, grouped or compact), checksum-valid IBANs (DE/GB/FR/NL/ES;
+grouped or compact, 10% lower case; e-mails 10% upper case),
 URLs, IPv4/IPv6 addresses and person names are planted, some repeated within a conversation, beside
 distractors that are not PII: order numbers, amounts, dates, times, non-Luhn 16-digit ticket numbers,
 version strings, tracking codes. Nothing is taken from a real person.
@@ -86,7 +87,8 @@ def make_iban(rng: random.Random) -> str:
     bban = IBAN_BBAN[country](rng)
     numeric = "".join(str(int(ch, 36)) for ch in bban + country + "00")
     iban = f"{country}{98 - int(numeric) % 97:02d}{bban}"
-    return " ".join(iban[i:i + 4] for i in range(0, len(iban), 4)) if rng.random() < 0.6 else iban
+    iban = " ".join(iban[i:i + 4] for i in range(0, len(iban), 4)) if rng.random() < 0.6 else iban
+    return iban.lower() if rng.random() < 0.1 else iban
 
 
 def make_phone(rng: random.Random) -> str:
@@ -117,7 +119,8 @@ def make_phone(rng: random.Random) -> str:
 def make_value(entity_type: str, rng: random.Random) -> str:
     if entity_type == "EMAIL":
         user = f"{rng.choice(FIRST)}.{rng.choice(LAST)}{rng.randint(1, 99)}".lower()
-        return (user + ("+orders" if rng.random() < 0.1 else "") + "@" + rng.choice(DOMAINS))
+        email = user + ("+orders" if rng.random() < 0.1 else "") + "@" + rng.choice(DOMAINS)
+        return email.upper() if rng.random() < 0.1 else email
     if entity_type == "PHONE":
         return make_phone(rng)
     if entity_type == "CARD":

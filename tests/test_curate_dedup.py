@@ -82,3 +82,10 @@ def test_cli_writes_kept_data_dropped_rows_and_report(tmp_path, capsys):
     assert "--threshold must be in (0, 1]" in capsys.readouterr().err
     with pytest.raises(CurateError):
         DedupConfig(level="words").validate()
+
+
+def test_jsonl_in_jsonl_out(tmp_path):
+    data = Dataset([conv(0, [("customer", LONG, "late")]), conv(1, [("customer", LONG, "late")])])
+    path = data.save(tmp_path / "in.jsonl")
+    assert main(["curate", "dedup", "--data", str(path), "--out", str(tmp_path / "out"), "--level", "conversation"]) == 0
+    assert load_conversations(tmp_path / "out" / "deduplicated.jsonl").numbers == [0]

@@ -1,7 +1,6 @@
 """PII redaction: checksums, typed placeholders consistent within a conversation, counts-only report, errors."""
 import json
 
-import pandas as pd
 import pytest
 
 from igft.cli import main
@@ -133,3 +132,20 @@ def test_detector_never_opens_a_connection(monkeypatch):
     detector = PiiDetector(DetectorConfig(entity_types=("EMAIL", "URL")))
     text = f"write to {EMAIL_A} or see https://www.example.co.uk/a"
     assert {s.entity_type for s in detector.find(text)} == {"EMAIL", "URL"}
+
+
+def test_cli_help_and_bad_phone_region(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["curate", "--help"])
+    assert "redact" in capsys.readouterr().out
+    assert main(["curate", "redact", "--phone-regions", "US,XX", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown phone region(s) ['XX']" in capsys.readouterr().err
+
+
+def test_redacting_again_numbers_new_values_after_existing_placeholders(redactor):
+    once, _ = redact_dataset(Dataset([conversation(0, [f"{EMAIL_A} please", "noted"])]), "email")
+    again_input = Dataset([Conversation(0, once.conversations[0].messages
+                                        + (Message(0, 2, "customer", f"or {EMAIL_B}"),))])
+    twice, report = redactor.redact_dataset(again_input)
+    assert [m.text for m in twice.messages] == ["{{EMAIL_1}} please", "noted", "or {{EMAIL_2}}"]
+    assert report.distinct_values["EMAIL"] == 1

@@ -57,6 +57,11 @@ def test_device_map_follows_the_local_process_index(monkeypatch):
     assert device_map_for_process() == {"": 0}
     monkeypatch.setenv("LOCAL_RANK", "3")
     assert device_map_for_process() == {"": 3}
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # FSDP / ZeRO-3 shard the weights: no device map
+    assert device_map_for_process() is None
+    from igft.finetune.model_loading import bnb_config
+    import torch
+    assert bnb_config("bfloat16").bnb_4bit_quant_storage == torch.bfloat16
 
 
 def test_bnb_config_is_nf4_with_double_quantisation():
@@ -109,3 +114,19 @@ def test_vllm_requests_are_built_without_vllm(tmp_path):
     assert req["sampling"] == {"max_tokens": 9, "temperature": 0.0, "top_p": 1.0, "seed": 0, "stop": ["<|im_end|>"]}
     assert req["lora"] == {"lora_name": "igft", "lora_int_id": 1, "lora_path": str(tmp_path.resolve())}
     assert build_vllm_requests(Tok(), [], GenerationSettings())["lora"] is None
+
+
+def test_unsloth_models_get_lora_through_unsloth(monkeypatch):
+    import sys
+    import types
+
+    from igft.finetune.model_loading import apply_lora
+
+    calls = []
+    fake = types.ModuleType("unsloth")
+    fake.FastLanguageModel = types.SimpleNamespace(get_peft_model=lambda model, **kw: calls.append(kw) or "peft-by-unsloth")
+    monkeypatch.setitem(sys.modules, "unsloth", fake)
+    model = types.SimpleNamespace(_igft_backend="unsloth")
+    lora = make_lora_config(r=8, alpha=16, dropout=0.0, target_modules="q_proj,v_proj")
+    assert apply_lora(model, lora) == "peft-by-unsloth"
+    assert calls[0]["r"] == 8 and calls[0]["lora_alpha"] == 16 and set(calls[0]["target_modules"]) == {"q_proj", "v_proj"}

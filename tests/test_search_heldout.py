@@ -179,3 +179,17 @@ def test_result_json_holds_validation_and_test_figures(tmp_path):
     for key in ("best_val", "best_test", "seed_val", "seed_test", "test_gain", "n_train", "n_validation", "n_test"):
         assert saved[key] is not None, key
     assert saved["best_objective"] == saved["best_val"] and saved["trials"] == 3
+
+
+def test_lamarckian_examples_come_from_the_train_split_only():
+    data = toy_dataset(20)
+    lm = ScriptedLM(optimizer_reply)
+    settings = SearchSettings(seed=7)
+    run_search("see", data, lm, label_fn=keyword_label_fn, settings=settings,
+               config=SEEConfig(population_size=3, r=10, phases=("init",)))
+    train = set(split_conversations(data, settings.split, settings.seed).train.numbers)
+    prompts = [r.messages[-1]["content"] for r in lm.requests if "Here are messages and the intents" in r.messages[-1]["content"]]
+    assert len(prompts) == 3
+    for prompt in prompts:
+        shown = {int(c) for c, _ in re.findall(r"message (\d+) (\d+)", prompt)}
+        assert shown and shown <= train

@@ -66,9 +66,8 @@ class GenerativeClassifier(Classifier):
 
     # ---- model and answer encoding ---------------------------------------------------------------
     def _load_base(self):
-        from igft.finetune.model_loading import load_causal_lm
-
         from igft.finetune.chat_template import prepare_inference_tokenizer
+        from igft.finetune.model_loading import load_causal_lm
 
         model, tokenizer = load_causal_lm(self.config.model, quantize=self.config.quantize, backend=self.config.backend)
         prepare_inference_tokenizer(tokenizer)  # own template; the plain format when the model has none
@@ -216,11 +215,13 @@ class GenerativeClassifier(Classifier):
         def allowed(batch_id: int, input_ids) -> list[int]:
             return self._walk(input_ids[width:].tolist())[0]
 
-        with torch.no_grad():
+        from igft.finetune.model_loading import inference_autocast
+
+        with torch.no_grad(), inference_autocast(self.model):
             out = self.model.generate(input_ids=ids, attention_mask=attention, max_new_tokens=longest, do_sample=False,
                                       prefix_allowed_tokens_fn=allowed, eos_token_id=self._eos,
                                       pad_token_id=self.tokenizer.pad_token_id)
-        return [row[width:].tolist() for row in out]
+        return [row[width:].tolist() for row in out.cpu()]
 
     def _decode_scored(self, prompts: list[list[int]]) -> list[list[int]]:
         import torch
@@ -237,7 +238,9 @@ class GenerativeClassifier(Classifier):
                 batch = [(contexts[row], units[u]) for row, u in part]
                 input_ids, attention, labels = self._collate(batch)
                 device = model_device(self.model)
-                with torch.no_grad():
+                from igft.finetune.model_loading import inference_autocast
+
+                with torch.no_grad(), inference_autocast(self.model):
                     logits = self.model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.cpu()
                 logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
                 target = labels[:, 1:]

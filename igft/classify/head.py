@@ -185,10 +185,12 @@ class HeadClassifier(Classifier):
 
         if self.model is None:
             raise ClassifierError("the head classifier is not trained; call fit or load a saved model")
+        from igft.finetune.model_loading import inference_autocast
+
         parts = []
-        with torch.no_grad():
+        with torch.no_grad(), inference_autocast(self.model):
             for start in range(0, len(texts), self.config.eval_batch_size):
-                parts.append(self.model(**self._encode(texts[start:start + self.config.eval_batch_size])).logits)
+                parts.append(self.model(**self._encode(texts[start:start + self.config.eval_batch_size])).logits.float().cpu())
         return torch.cat(parts) if parts else torch.zeros((0, self.num_labels))
 
     def predict(self, texts):

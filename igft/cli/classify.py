@@ -70,7 +70,9 @@ def _train(args: argparse.Namespace) -> int:
         if options.get("backend") == "unsloth" and args.method == "head":
             raise IgftError("--backend unsloth applies to --method generative only (Unsloth has no classification heads)")
     main_process = _quiet_other_ranks()
-    _, stats = train_classifier(task, args.method, options=options, seed=args.seed, out_dir=args.out, max_train=args.max_train)
+    # under accelerate launch every rank trains; only rank 0 writes the model folder
+    _, stats = train_classifier(task, args.method, options=options, seed=args.seed,
+                                out_dir=args.out if main_process else None, max_train=args.max_train)
     if main_process:
         print(json.dumps({"out": str(args.out), "method": args.method,
                           **{k: v for k, v in stats.items() if k not in ("class_weights", "losses", "eval_losses")}}))

@@ -16,7 +16,7 @@ from igft.curate.marker import SYNTHETIC_CHOICES, exclude_synthetic, is_syntheti
 _LAZY = {
     "PiiDetector": "igft.curate.detect", "DetectorConfig": "igft.curate.detect",
     "Redactor": "igft.curate.redact", "RedactionReport": "igft.curate.redact", "redact_dataset": "igft.curate.redact",
-    "PlaceholderBook": "igft.curate.redact",
+    "PlaceholderBook": "igft.curate.redact", "redact_before_calls": "igft.curate.redact",
     "DedupConfig": "igft.curate.dedup", "deduplicate": "igft.curate.dedup", "DuplicateIndex": "igft.curate.dedup",
     "normalise_text": "igft.curate.dedup",
     "SynthConfig": "igft.curate.synth", "synthesize": "igft.curate.synth", "rare_intents": "igft.curate.synth",

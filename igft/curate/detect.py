@@ -67,6 +67,22 @@ def _use_bundled_suffix_list() -> None:
         tld.TLD_EXTRACTOR = tld.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
 
 
+def _check_installed() -> None:
+    try:
+        import presidio_analyzer  # noqa: F401
+        import presidio_anonymizer  # noqa: F401
+        import spacy  # noqa: F401
+    except ImportError as err:
+        raise CurateError(f"redaction needs {err.name}: pip install presidio-analyzer presidio-anonymizer "
+                          f"(both are igft dependencies; reinstall igft)") from err
+
+
+def _phone_regions() -> set[str]:
+    import phonenumbers
+
+    return set(phonenumbers.SUPPORTED_REGIONS)
+
+
 def _load_ner(name: str | None):
     """A spaCy pipeline with an NER component, or None when none is available (name=None) / raise when asked for."""
     import spacy
@@ -92,6 +108,10 @@ class PiiDetector:
         config = config or DetectorConfig()
         self.config = config
         wanted = config.entity_types or tuple(ENTITY_TYPES)
+        _check_installed()
+        unknown_regions = sorted(set(config.phone_regions) - _phone_regions())
+        if unknown_regions:
+            raise CurateError(f"unknown phone region(s) {unknown_regions}; use ISO 3166 codes such as US, GB, DE")
         nlp = _load_ner(config.ner_model) if "PERSON" in wanted else None
         self.not_covered: dict[str, str] = {}
         if "PERSON" in wanted and nlp is None:

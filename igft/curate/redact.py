@@ -27,6 +27,7 @@ from igft.data import Conversation, Dataset
 
 logger = logging.getLogger(__name__)
 REPORT_FILE = "redaction_report.json"
+_EXISTING = re.compile(r"\{\{([A-Z]+)_(\d+)\}\}")
 
 
 def normalise_value(entity_type: str, value: str) -> str:
@@ -43,9 +44,15 @@ def normalise_value(entity_type: str, value: str) -> str:
 class PlaceholderBook:
     """Placeholders of one conversation: (type, normalised value) -> {{TYPE_n}}, numbered by first mention."""
 
-    def __init__(self):
+    def __init__(self, texts: Iterable[str] = ()):
         self._by_value: dict[tuple[str, str], str] = {}
         self._counts: Counter = Counter()
+        # Placeholders already in the text (data redacted before, e.g. without PERSON) keep their
+        # numbers: new values of a type are numbered after them, never reusing {{EMAIL_1}}.
+        for text in texts:
+            for entity_type, number in _EXISTING.findall(text):
+                self._counts[entity_type] = max(self._counts[entity_type], int(number))
+        self._existing = Counter(self._counts)
 
     def placeholder_for(self, entity_type: str, value: str) -> str:
         key = (entity_type, normalise_value(entity_type, value))
@@ -56,7 +63,8 @@ class PlaceholderBook:
 
     @property
     def distinct(self) -> Counter:
-        return Counter(self._counts)
+        """Placeholders this book created (not those already in the text)."""
+        return Counter({t: n - self._existing[t] for t, n in self._counts.items() if n > self._existing[t]})
 
 
 @dataclass
@@ -116,7 +124,7 @@ class Redactor:
         return self._anonymizer.anonymize(text=text, analyzer_results=results, operators=operators).text
 
     def redact_conversation(self, conversation: Conversation, counts: Counter | None = None) -> tuple[Conversation, PlaceholderBook]:
-        book = PlaceholderBook()
+        book = PlaceholderBook(m.text for m in conversation.messages)
         messages = tuple(replace(m, text=self.redact_text(m.text, book, counts)) for m in conversation.messages)
         return Conversation(conversation.number, messages), book
 
@@ -154,6 +162,17 @@ def redact_dataset(dataset: Dataset, entity_types: Iterable[str] | None = None, 
     return Redactor(config).redact_dataset(dataset, progress=progress)
 
 
+def redact_before_calls(dataset: Dataset, out_dir: str | Path, entity_types: Iterable[str] | None = None) -> Dataset:
+    """What `igft label --redact` runs right after loading: the redacted dataset; the report goes to
+    out_dir/redaction_report.json. Called before any model is built, so no request sees a raw value."""
+    redacted, report = redact_dataset(dataset, entity_types)
+    write_report(report, Path(out_dir) / REPORT_FILE)
+    if report.not_covered:
+        logger.warning("--redact: not covered: %s", "; ".join(f"{t} ({r})" for t, r in report.not_covered.items()))
+    logger.info("--redact: %s", report.summary())
+    return redacted
+
+
 def write_report(report: RedactionReport, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,5 +182,5 @@ def write_report(report: RedactionReport, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["ENTITY_TYPES", "PlaceholderBook", "RedactionReport", "Redactor", "redact_dataset", "write_report",
-           "normalise_value"]
+__all__ = ["ENTITY_TYPES", "PlaceholderBook", "RedactionReport", "Redactor", "redact_dataset", "redact_before_calls",
+           "write_report", "normalise_value"]

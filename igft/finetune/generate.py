@@ -129,6 +129,8 @@ def generate_texts(model: Any, tokenizer: Any, prompts: Sequence[list[dict[str, 
     import torch
     from tqdm.auto import tqdm
 
+    from igft.finetune.model_loading import inference_autocast
+
     tokenizer.padding_side = "left"  # decoder-only batching: pad on the left so new tokens line up
     torch.manual_seed(settings.seed)
     system_ok = accepts_system(tokenizer)
@@ -152,7 +154,7 @@ def generate_texts(model: Any, tokenizer: Any, prompts: Sequence[list[dict[str, 
         enc = tokenizer(list(batch), return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(device) for k, v in enc.items()}
         start = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), inference_autocast(model):
             out = model.generate(**enc, **kwargs)
         stats["seconds"] = stats.get("seconds", 0.0) + time.perf_counter() - start
         new = out[:, enc["input_ids"].shape[1]:]

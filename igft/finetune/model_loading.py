@@ -75,9 +75,16 @@ def local_process_index() -> int:
     return 0
 
 
-def device_map_for_process() -> dict[str, int]:
-    """Put the whole model on this process's own GPU (data parallel: one full copy per process)."""
-    return {"": local_process_index()}
+def sharded_launch() -> bool:
+    """True under `accelerate launch` with FSDP or DeepSpeed: they place (shard) the weights themselves."""
+    return any(os.environ.get(var, "").lower() in ("1", "true")
+               for var in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))
+
+
+def device_map_for_process() -> dict[str, int] | None:
+    """Put the whole model on this process's own GPU (data parallel: one full copy per process);
+    None under FSDP / DeepSpeed, which must not be given a device map."""
+    return None if sharded_launch() else {"": local_process_index()}
 
 
 def select_backend(quantize: str = "auto", *, backend: str = "auto", cuda: bool | None = None,
@@ -123,9 +130,12 @@ def bnb_config(compute_dtype: str = "bfloat16", skip_modules: Sequence[str] | No
     `skip_modules` stay in full precision (a classification head that is trained whole)."""
     import torch
     from transformers import BitsAndBytesConfig
+    extra: dict[str, Any] = {}
+    if sharded_launch():  # FSDP / ZeRO-3 QLoRA shard the packed 4-bit weights as tensors of the compute dtype
+        extra["bnb_4bit_quant_storage"] = getattr(torch, compute_dtype)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                               bnb_4bit_compute_dtype=getattr(torch, compute_dtype),
-                              llm_int8_skip_modules=list(skip_modules) if skip_modules else None)
+                              llm_int8_skip_modules=list(skip_modules) if skip_modules else None, **extra)
 
 
 def _load_error(model_spec: str, what: str, exc: Exception) -> ModelLoadError:
@@ -184,7 +194,7 @@ def load_causal_lm(model_spec: str = "smollm2", *, quantize: str = "auto", dtype
     kwargs: dict[str, Any] = {"dtype": getattr(torch, weight_dtype), **(model_kwargs or {})}
     if chosen.kind == "qlora":
         kwargs["quantization_config"] = bnb_config(chosen.dtype, skip_quantization)
-    if chosen.device == "cuda":  # pragma: no cover - GPU only
+    if chosen.device == "cuda" and device_map_for_process() is not None:  # pragma: no cover - GPU only
         kwargs["device_map"] = device_map_for_process()
     try:
         model = (auto_class or AutoModelForCausalLM).from_pretrained(path, **kwargs)
@@ -235,4 +245,29 @@ def apply_lora(model: Any, lora_config: Any) -> Any:
                                                 use_rslora=lora_config.use_rslora, bias="none",
                                                 use_gradient_checkpointing="unsloth")
     from peft import get_peft_model
-    return get_peft_model(model, lora_config)
+    return upcast_trainable(get_peft_model(model, lora_config))
+
+
+def upcast_trainable(model: Any) -> Any:
+    """Keep every trainable parameter in fp32 (LoRA, a saved score head / lm_head, trainable token rows).
+
+    With half-precision base weights, a module copied by `modules_to_save` would otherwise train in
+    fp16, which the fp16 GradScaler refuses ("Attempting to unscale FP16 gradients") and bf16 rounds."""
+    import torch
+    for param in model.parameters():
+        if param.requires_grad and param.dtype in (torch.float16, torch.bfloat16):
+            param.data = param.data.float()
+    return model
+
+
+def inference_autocast(model: Any) -> Any:
+    """On CUDA with half-precision base weights, an autocast context (the fp32 trainable modules kept by
+    `upcast_trainable` then meet half inputs safely); a no-op context elsewhere."""
+    import contextlib
+
+    import torch
+    first = next(model.parameters())
+    if first.device.type != "cuda":
+        return contextlib.nullcontext()
+    halves = [p.dtype for p in model.parameters() if p.dtype in (torch.float16, torch.bfloat16)]
+    return torch.autocast("cuda", dtype=halves[0]) if halves else contextlib.nullcontext()

@@ -171,11 +171,17 @@ def _minilm_embedder() -> _SentenceTransformerEmbedder:
 
 
 def intent_scores(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[str]]) -> dict[str, float]:
-    """Micro P/R/F1 over (sample, intent) pairs, macro F1 over samples, exact-match rate."""
+    """Micro P/R/F1 over (sample, intent) pairs, macro F1 over samples, exact-match rate.
+
+    Both sides are compared in the parser's normal form (`normalize_intent`): generated names are
+    normalised when parsed, and gold labels are free strings ("Request late check-out"), so the gold
+    side gets the same normal form here."""
+    from igft.finetune.parsing import normalize_intent
+
     tp = fp = fn = 0
     per_sample_f1, exact = [], 0
     for p, g in zip(predicted, gold):
-        ps, gs = set(p), set(g)
+        ps, gs = {normalize_intent(x) for x in p}, {normalize_intent(x) for x in g}
         hit = len(ps & gs)
         tp, fp, fn = tp + hit, fp + len(ps - gs), fn + len(gs - ps)
         exact += ps == gs

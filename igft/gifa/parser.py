@@ -96,6 +96,10 @@ def extract_name(item: str) -> str | None:
     Tries the whole text, then the part after an arrow ("customer: hi -> greeting"), then the head
     before trailing prose ("greeting - the customer says hello", "greeting (opening)").
     """
+    bare = item.strip()
+    if len(bare) <= MAX_NAME_LENGTH and _SNAKE.match(bare) and bare not in REJECTED_NAMES \
+            and bare.count("_") < MAX_NAME_WORDS:
+        return bare  # already a clean snake_case name: the common case, no unwrapping needed
     text = _unwrap(item)
     candidates = [text]
     if _ARROW.search(text):

@@ -178,11 +178,22 @@ class LoopbackServer:
 def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+        # Headers and body go out in two writes; with Nagle on, the body waits for the client's delayed
+        # ACK (~40 ms per request on Linux), which would swamp the latency being simulated.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args) -> None:  # quiet in tests
             pass
 
         def do_GET(self) -> None:
+            if self.path == "/stats":  # counters, for a client measuring a server in another process
+                with server._lock:
+                    stats = {"requests": len(server.requests), "statuses": {str(k): v for k, v in server.statuses.items()},
+                             "max_in_flight": server.max_in_flight,
+                             "chat": sum(1 for r in server.requests if r.path.endswith("/chat/completions")),
+                             "embeddings": sum(1 for r in server.requests if r.path.endswith("/embeddings"))}
+                self._json(200, stats)
+                return
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
         def do_POST(self) -> None:
@@ -292,3 +303,29 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m igft.llm.loopback_server --latency 0.3 --slots 8`: serve until stdin closes.
+
+    Prints the base URL on its first line. Run in its own process, its threads do not compete with
+    the client's for the GIL; GET /stats returns its counters.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="igft's loopback OpenAI-compatible server (127.0.0.1 only)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per answered request")
+    parser.add_argument("--slots", type=int, help="requests served at once; more get 429")
+    parser.add_argument("--retry-after-ms", type=int, default=200, help="Retry-After sent with a slot 429")
+    parser.add_argument("--max-seconds", type=float, default=3600.0, help="stop after this long whatever happens")
+    args = parser.parse_args(argv)
+    with LoopbackServer(latency=args.latency, slots=args.slots, retry_after_ms=args.retry_after_ms) as server:
+        print(server.url, flush=True)
+        closed = threading.Event()
+        threading.Thread(target=lambda: (sys.stdin.read(), closed.set()), daemon=True).start()
+        closed.wait(timeout=args.max_seconds)
+
+
+if __name__ == "__main__":
+    main()

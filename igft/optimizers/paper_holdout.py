@@ -16,7 +16,6 @@ test beside the seed prompt, and the test gain (best - seed) is collected over t
 from __future__ import annotations
 
 import logging
-import math
 import random
 import statistics
 from dataclasses import dataclass
@@ -150,7 +149,3 @@ def summary_line(name: str, r: dict) -> str:
     return (f"{name:14s} test gain {r['test_gain_mean']:+.4f} (sd {r['test_gain_sd']:.4f}), positive in "
             f"{r['share_positive']:.0%} of {r['n_splits']} splits; {r['n_candidates']} candidates, "
             f"{r['validation_size']}/{r['test_size']} validation/test conversations")
-
-
-def finite(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else value

@@ -17,7 +17,8 @@ def notebook_config(dummy_mode: bool, *, data: str | None = None, llm: str = "op
     """DUMMY_MODE=True: replay the bundled recordings (no key, no network, the toy data).
     DUMMY_MODE=False: call `llm` / `embedder` (key from the environment, e.g. OPENAI_API_KEY), recording
     every call into `cassette_dir` (default runs/cassettes) so a rerun or a resumed run costs nothing.
-    `sections` are optional stage1= / search= / stage2= dicts of PipelineConfig keys."""
+    `sections` are optional stage1= / search= / stage2= dicts of PipelineConfig keys, or top-level keys
+    such as paper_runs=PATH."""
     if dummy_mode:
         if data is not None:
             raise ConfigError("dummy mode replays the recordings of igft's toy conversations; set DATA_PATH = None, "
@@ -27,6 +28,9 @@ def notebook_config(dummy_mode: bool, *, data: str | None = None, llm: str = "op
         values = {"mode": "record", "data": data, "llm": llm, "embedder": embedder,
                   "cassette_dir": cassette_dir or str(Path("runs") / "cassettes")}
     values.update(sections)
+    from igft.quiet import quiet_third_party
+
+    quiet_third_party()  # a notebook shows igft's output, not third-party noise (IGFT_VERBOSE=1 shows it)
     return config_from_dict(values)
 
 
@@ -48,11 +52,13 @@ def load_data(cfg: PipelineConfig) -> Dataset:
 def find_paper_stage1(candidates: list[str | Path] | None = None) -> Path | None:
     """The paper repository's `Stage 1/` folder (recorded GPT-4o runs), if a clone is present.
 
-    Looked for in $IGFT_PAPER_STAGE1, ./Intent-Guided-Fine-Tuning/Stage 1, ../Intent-Guided-Fine-Tuning/Stage 1
+    Looked for in $IGFT_PAPER_RUNS, $IGFT_PAPER_STAGE1 (or their `Stage 1/`), ./Intent-Guided-Fine-Tuning/Stage 1, ../Intent-Guided-Fine-Tuning/Stage 1
     and ../shared/external/paper_runs (the same files). None when absent (offline, no clone)."""
     paths = list(candidates or [])
-    if os.environ.get("IGFT_PAPER_STAGE1"):
-        paths.insert(0, os.environ["IGFT_PAPER_STAGE1"])
+    for variable in ("IGFT_PAPER_STAGE1", "IGFT_PAPER_RUNS"):  # IGFT_PAPER_RUNS: the demo's name for it
+        if os.environ.get(variable):
+            paths.insert(0, os.environ[variable])
+            paths.insert(1, Path(os.environ[variable]) / "Stage 1")
     paths += [Path("Intent-Guided-Fine-Tuning") / "Stage 1", Path("..") / "Intent-Guided-Fine-Tuning" / "Stage 1",
               Path("..") / "shared" / "external" / "paper_runs"]
     for path in map(Path, paths):
