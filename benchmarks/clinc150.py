@@ -50,7 +50,7 @@ def method_options(method: str, args: argparse.Namespace) -> dict:
     if method == "encoder":
         if args.quick:
             return {"max_steps": 6, "batch_size": 16, "logging_steps": 2}
-        return {"epochs": args.encoder_epochs}
+        return {"epochs": args.encoder_epochs, "learning_rate": args.encoder_lr, "logging_steps": 50}
     if method in ("generative", "head"):
         return {"max_steps": args.llm_steps, "batch_size": args.batch_size, "model": args.model, "eval_steps": 0}
     if method == "prompt":
@@ -64,7 +64,7 @@ def budget_text(method: str, args, n_train: int, n_test: int, n_oos: int) -> str
     if method == "prompt":
         return f"BUDGET: zero-shot {args.lm}" + (f" ({args.shots} shots)" if args.shots else "") + f"; {n_test}+{n_oos} test rows"
     if method == "encoder":
-        return "full train" + (" (quick: 6 steps)" if args.quick else f", {args.encoder_epochs:g} epochs")
+        return "full train" + (" (quick: 6 steps)" if args.quick else f", {args.encoder_epochs:g} epoch(s), lr {args.encoder_lr:g}")
     return "full train"
 
 
@@ -142,6 +142,8 @@ def run_clinc150(args: argparse.Namespace, argv: list[str] | None) -> int:
     methods = [m.strip() for m in (args.methods or ",".join(ALL_METHODS)).split(",") if m.strip()]
     wall = time.perf_counter()
     rows, failed = [], []
+    # --append keeps what an earlier command wrote to the results file (e.g. the LLM rows run separately)
+    earlier = Path(args.results).read_text(encoding="utf-8") + "\n" if args.append and args.results and Path(args.results).is_file() else ""
     for method in methods:
         try:
             rows.append(run_method(method, data, args))
@@ -155,10 +157,10 @@ def run_clinc150(args: argparse.Namespace, argv: list[str] | None) -> int:
         text = report(data, rows, failed, args, time.perf_counter() - wall)
         if args.results:  # rewritten after every method, so a long run interrupted late keeps its rows
             command = "python benchmarks/classifiers.py " + " ".join(argv if argv is not None else sys.argv[1:])
+            head = "" if earlier else f"# Classifiers on CLINC150\n\n{__doc__.split(chr(10), 2)[2]}\n"
             Path(args.results).write_text(
-                f"# Classifiers on CLINC150\n\nProduced by:\n\n```\n{command}\n```\n\nMachine: 2-core CPU, this "
-                f"sandbox (shared with other jobs while it ran, so times are upper bounds).\n\n"
-                f"{__doc__.split(chr(10), 2)[2]}\n{text}\n", encoding="utf-8")
+                f"{earlier}{head}## Produced by\n\n```\n{command}\n```\n\nMachine: 2-core CPU, this sandbox (shared with "
+                f"other jobs while it ran, so times are upper bounds).\n\n{text}\n", encoding="utf-8")
     print(report(data, rows, failed, args, time.perf_counter() - wall))
     return 0
 

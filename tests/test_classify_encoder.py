@@ -65,3 +65,17 @@ def test_encoder_bad_options_are_one_line(tmp_path):
     with pytest.raises(ClassifierError, match="cannot load encoder") as err:
         clf.fit(texts, targets)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_encoder_through_the_cli(tmp_path, capsys):
+    from igft.cli import main
+
+    csv = dummy_data_dir() / "classify" / "dialogue_initiative.csv"
+    assert main(["classify", "train", "--task", str(csv), "--method", "encoder", "--param", "max_steps=2",
+                 "--param", "class_weight=balanced", "--out", str(tmp_path / "m")]) == 0
+    assert (tmp_path / "m" / "encoder" / "config.json").is_file() and (tmp_path / "m" / "encoder_heads.pt").is_file()
+    capsys.readouterr()
+    assert main(["classify", "eval", "--model", str(tmp_path / "m"), "--task", str(csv), "--json",
+                 "--latency-samples", "2"]) == 0
+    assert '"accuracy"' in capsys.readouterr().out

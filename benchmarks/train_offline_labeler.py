@@ -1,0 +1,164 @@
+"""Fine-tune the bundled SmolLM2 (LoRA) into an offline GIFA labeler, on GIFA's own prompts.
+
+Samples come from igft.gifa.training_samples (the requests GIFA sends, with the gold `N. intent`
+lines as answers); training uses igft.finetune's own pieces (load_causal_lm, the training chat
+template, LoRA config, make_trainer = TRL SFTTrainer with loss on the answer only). Whole services
+are held out for validation. Writes into --out:
+  adapter/            PEFT adapter + tokenizer (training template) + igft.json
+  samples_train.jsonl, samples_validation.jsonl, sample_stats.json
+  train_log.jsonl, loss.png, metrics.json
+
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 nice python benchmarks/train_offline_labeler.py \\
+        --sources ../shared/external/sgd/train --max-conversations-per-service 10 --window-messages 8 \\
+        --max-steps 150 --out runs/offline_labeler
+
+Then label with the adapter:  igft label --llm hf:runs/offline_labeler/adapter --embedder local:minilm ...
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from pathlib import Path
+
+from igft.errors import IgftError
+from igft.gifa import GifaConfig
+from igft.gifa.training_samples import SampleConfig, build_labeler_samples, load_sources
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SOURCES = REPO_ROOT.parent / "shared" / "external" / "sgd" / "train"
+DEFAULT_VALIDATION = ("Hotels_3", "Music_2")  # two services whose domains also occur in training
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sources", nargs="+", default=[str(DEFAULT_SOURCES)],
+                   help="conversation CSV/JSONL files or folders of them, with gold intents (default: SGD train)")
+    p.add_argument("--validation-services", default=",".join(DEFAULT_VALIDATION),
+                   help="comma-separated source names held out whole for validation ('' = none)")
+    p.add_argument("--max-conversations-per-service", type=int, default=10, help="first N conversations per source")
+    p.add_argument("--window-messages", type=int, default=8, help="cut longer conversations into windows of this many messages")
+    p.add_argument("--max-train-samples", type=int, default=None, help="seeded subsample of the training samples")
+    p.add_argument("--max-validation-samples", type=int, default=24, help="seeded subsample of the validation samples")
+    p.add_argument("--embedder", default="local:minilm", help="embedder spec for retrieval (as igft label --embedder)")
+    p.add_argument("--top-k", type=int, default=GifaConfig.top_k, help="GIFA top_k of the prompts")
+    p.add_argument("--max-steps", type=int, default=150)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--grad-accum", type=int, default=4)
+    p.add_argument("--learning-rate", type=float, default=3e-4)
+    p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--max-seq-len", type=int, default=1024, help="samples longer than this (tokens) are dropped and counted")
+    p.add_argument("--eval-steps", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(REPO_ROOT / "runs" / "offline_labeler"))
+    return p.parse_args(argv)
+
+
+def build_samples(args: argparse.Namespace):
+    from igft.llm.factory import build_embedder
+
+    sources = load_sources(args.sources)
+    held = tuple(s for s in args.validation_services.split(",") if s.strip())
+    cut = SampleConfig(window_messages=args.window_messages,
+                       max_conversations_per_source=args.max_conversations_per_service,
+                       validation_sources=held, seed=args.seed)
+    return build_labeler_samples(sources, build_embedder(args.embedder), GifaConfig(top_k=args.top_k), cut)
+
+
+def fit(samples: list[dict], tokenizer, max_seq_len: int, limit: int | None, seed: int) -> tuple[list[dict], int]:
+    """Samples within max_seq_len tokens (as the trainer renders them), seeded subsample to `limit`."""
+    from igft.finetune.sft_data import count_tokens
+
+    kept = []
+    for s in samples:
+        n = count_tokens(tokenizer, s["messages"])
+        if n <= max_seq_len:
+            kept.append({**s, "n_tokens": n})
+    dropped = len(samples) - len(kept)
+    if limit is not None and len(kept) > limit:
+        kept = random.Random(seed).sample(kept, limit)
+    return kept, dropped
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from igft.finetune.chat_template import (install_training_template, output_modules_to_save,
+                                             trainable_token_indices)
+    from igft.finetune.config import FinetuneConfig
+    from igft.finetune.model_loading import apply_lora, load_causal_lm, make_lora_config
+    from igft.finetune.sft_data import write_jsonl
+    from igft.finetune.train import ADAPTER_META, make_trainer, plot_loss
+    from transformers import set_seed
+
+    started = time.perf_counter()
+    built = build_samples(args)
+    config = FinetuneConfig(model="smollm2", format="response", max_steps=args.max_steps,
+                            per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
+                            gradient_accumulation_steps=args.grad_accum, learning_rate=args.learning_rate,
+                            lora_r=args.lora_r, lora_alpha=2 * args.lora_r, max_seq_len=args.max_seq_len,
+                            eval_steps=args.eval_steps, save_steps=args.eval_steps, logging_steps=5,
+                            seed=args.seed, output_dir=str(out)).validate()
+    set_seed(args.seed)
+    model, tokenizer = load_causal_lm(config.model, quantize="none", max_seq_len=config.max_seq_len)
+    plan = install_training_template(tokenizer)
+    if plan.added_tokens:
+        model.resize_token_embeddings(len(tokenizer))
+    train_samples, train_dropped = fit(built.train, tokenizer, args.max_seq_len, args.max_train_samples, args.seed)
+    val_samples, val_dropped = fit(built.validation, tokenizer, args.max_seq_len, args.max_validation_samples, args.seed)
+    if not train_samples:
+        raise IgftError(f"no training sample fits --max-seq-len {args.max_seq_len}; raise it or lower --window-messages")
+    stats = {**built.stats, "n_train_used": len(train_samples), "n_validation_used": len(val_samples),
+             "n_train_dropped_overlength": train_dropped, "n_validation_dropped_overlength": val_dropped,
+             "train_tokens": sum(s["n_tokens"] for s in train_samples), "chat_template": plan.source,
+             "sample_seconds": round(time.perf_counter() - started, 1), "args": vars(args)}
+    write_jsonl(train_samples, out / "samples_train.jsonl")
+    write_jsonl(val_samples, out / "samples_validation.jsonl")
+    (out / "sample_stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    logging.info("%d training / %d validation samples (%d / %d over %d tokens dropped)", len(train_samples),
+                 len(val_samples), train_dropped, val_dropped, args.max_seq_len)
+
+    lora = make_lora_config(config.lora_r, config.lora_alpha, config.lora_dropout, config.use_rslora,
+                            config.target_modules, modules_to_save=output_modules_to_save(model, plan.added_tokens),
+                            trainable_token_indices=trainable_token_indices(model, tokenizer, plan.added_tokens))
+    trainer = make_trainer(apply_lora(model, lora), tokenizer, train_samples, val_samples, config, out / "checkpoints")
+    train_started = time.perf_counter()
+    result = trainer.train()
+    metrics = {**result.metrics, "train_wall_seconds": round(time.perf_counter() - train_started, 1)}
+    if val_samples:
+        metrics.update(trainer.evaluate())
+    log = [{k: v for k, v in r.items() if isinstance(v, (int, float))} for r in trainer.state.log_history]
+    with open(out / "train_log.jsonl", "w", encoding="utf-8") as f:
+        for record in log:
+            f.write(json.dumps(record) + "\n")
+    plot_loss(log, out / "loss.png")
+
+    adapter = out / "adapter"
+    trainer.model.save_pretrained(adapter)
+    tokenizer.save_pretrained(adapter)
+    # PEFT records the machine-specific cache folder of the bundled model; name the alias instead.
+    adapter_config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    adapter_config["base_model_name_or_path"] = config.model
+    (adapter / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2, sort_keys=True), encoding="utf-8")
+    (adapter / ADAPTER_META).write_text(json.dumps({"format": "gifa-labeler", "base_model": config.model,
+                                                    "max_seq_len": config.max_seq_len, "chat_template": plan.source,
+                                                    "gifa_top_k": args.top_k, "window_messages": args.window_messages,
+                                                    "train_sources": stats["train_sources"]}, indent=2),
+                                        encoding="utf-8")
+    metrics["total_wall_seconds"] = round(time.perf_counter() - started, 1)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    print(json.dumps({"adapter": str(adapter), **{k: metrics[k] for k in metrics if "loss" in k or "seconds" in k}}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except IgftError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
