@@ -45,6 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-validation-samples", type=int, default=24, help="seeded subsample of the validation samples")
     p.add_argument("--embedder", default="local:minilm", help="embedder spec for retrieval (as igft label --embedder)")
     p.add_argument("--top-k", type=int, default=GifaConfig.top_k, help="GIFA top_k of the prompts")
+    p.add_argument("--model", default="smollm2", help="base model: 'smollm2' (bundled), a local folder or an HF id")
     p.add_argument("--max-steps", type=int, default=150)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--grad-accum", type=int, default=4)
@@ -94,11 +95,12 @@ def main(argv=None) -> int:
     from igft.finetune.model_loading import apply_lora, load_causal_lm, make_lora_config
     from igft.finetune.sft_data import write_jsonl
     from igft.finetune.train import ADAPTER_META, make_trainer, plot_loss
+    from igft.llm.local_models import resolve_model_path
     from transformers import set_seed
 
     started = time.perf_counter()
     built = build_samples(args)
-    config = FinetuneConfig(model="smollm2", format="response", max_steps=args.max_steps,
+    config = FinetuneConfig(model=args.model, format="response", max_steps=args.max_steps,
                             per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
                             gradient_accumulation_steps=args.grad_accum, learning_rate=args.learning_rate,
                             lora_r=args.lora_r, lora_alpha=2 * args.lora_r, max_seq_len=args.max_seq_len,
@@ -142,9 +144,10 @@ def main(argv=None) -> int:
     trainer.model.save_pretrained(adapter)
     tokenizer.save_pretrained(adapter)
     # PEFT records the machine-specific cache folder of the bundled model; name the alias instead.
-    adapter_config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
-    adapter_config["base_model_name_or_path"] = config.model
-    (adapter / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2, sort_keys=True), encoding="utf-8")
+    if resolve_model_path(config.model) != config.model:
+        adapter_config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+        adapter_config["base_model_name_or_path"] = config.model
+        (adapter / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2, sort_keys=True), encoding="utf-8")
     (adapter / ADAPTER_META).write_text(json.dumps({"format": "gifa-labeler", "base_model": config.model,
                                                     "max_seq_len": config.max_seq_len, "chat_template": plan.source,
                                                     "gifa_top_k": args.top_k, "window_messages": args.window_messages,
