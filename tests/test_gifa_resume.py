@@ -222,3 +222,28 @@ def test_endpoint_never_lands_in_run_json_unless_asked(tmp_path):
     # The URL-less spec replays (no server needed) ...
     assert main(["label", "--data", str(csv), "--cassette", str(tmp_path / "c1"), "--out", str(tmp_path / "r"),
                  "--no-progress"]) == 0
+
+
+@pytest.mark.parametrize("torn", ["embeddings.npy", "embeddings.json", "progress.jsonl", "lm.jsonl"])
+def test_torn_cache_files_are_rebuilt_or_truncated_never_a_traceback(tmp_path, torn):
+    csv = dataset(6).save(tmp_path / "data.csv")
+    out, cas = tmp_path / "out", tmp_path / "cas"
+    with LoopbackServer() as server:
+        assert main(label_args(server, csv, out, cas)) == 0
+        reference = labels_of(out)
+        path = (cas if torn == "lm.jsonl" else out) / torn
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) - max(3, len(data) // 7)])  # a kill in the middle of a write
+        (out / "labels.csv").unlink()
+        assert main(label_args(server, csv, out, cas)) == 0
+    assert labels_of(out) == reference
+
+
+def test_an_unreadable_usage_ledger_is_one_clear_line(tmp_path, capsys):
+    csv = dataset(3).save(tmp_path / "data.csv")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "usage.json").write_text("{not json")
+    with LoopbackServer() as server:
+        assert main(label_args(server, csv, tmp_path / "out", tmp_path / "cas")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "usage.json" in err[0] and "delete it" in err[0]

@@ -28,7 +28,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def llamacpp_server():
+def llamacpp_server(tmp_path):
     pytest.importorskip("llama_cpp")
     pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python without its [server] extra")
     from igft.llm.local_models import OfflineModelMissing, smollm2_gguf_path
@@ -38,9 +38,11 @@ def llamacpp_server():
     except OfflineModelMissing as err:
         pytest.skip(str(err))
     port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                                "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = tmp_path / "llamacpp.log"  # a file, not a pipe: the server logs a lot and would block on a full pipe
+    with open(log, "wb") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host",
+                                    "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"],
+                                   stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 180
@@ -50,7 +52,7 @@ def llamacpp_server():
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"llama.cpp server did not start: {process.stderr.read().decode()[-500:]}")
+                    pytest.fail(f"llama.cpp server did not start: {log.read_text(errors='replace')[-500:]}")
                 time.sleep(0.5)
         yield url, process
     finally:

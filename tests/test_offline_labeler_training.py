@@ -34,6 +34,7 @@ def services(tmp_path):
     return folder
 
 
+@pytest.mark.slow  # trains a tiny model for 2 steps and generates with it (seconds on an idle 2-core CPU)
 def test_training_script_saves_an_adapter_gifa_can_use(services, tmp_path):
     script = load_script()
     out = tmp_path / "run"

@@ -129,3 +129,27 @@ class MeteredLM:
         if self.budget is not None:
             self.budget.charge(completion)
         return completion
+
+
+def carry_over_usage(out_dir, meter, *, mode: str | None = None, command: str = "optimize"):
+    """Make `meter` count what earlier runs in `out_dir` spent, and persist this run's spend as it goes.
+
+    Returns the folder's `igft.llm.ledger.UsageLedger`: pass `ledger.total_dollars` as a SearchBudget's
+    `dollars_fn`, `live_budget(...)` to `build_lm(budget=...)`, and call `ledger.finish()` at the end.
+    `igft label` uses the same ledger, so --max-calls / --max-tokens / --max-dollars mean the same in both.
+    """
+    from igft.llm.ledger import UsageLedger
+
+    ledger = UsageLedger(out_dir, command, mode)
+    ledger.attach(meter)
+    return ledger
+
+
+def live_budget(max_calls: int | None = None, max_tokens: int | None = None, max_dollars: float | None = None):
+    """The client-layer Budget of these caps (live calls, tokens, $ over every run of an attached ledger),
+    or None when none is set."""
+    from igft.llm.usage import Budget
+
+    if max_calls is None and max_tokens is None and max_dollars is None:
+        return None
+    return Budget(max_calls=max_calls, max_tokens=max_tokens, max_dollars=max_dollars)

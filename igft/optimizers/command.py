@@ -126,16 +126,21 @@ def run_optimize(request: OptimizeRequest) -> OptimizeRun:
     if o["max_conversations"]:
         dataset = dataset.head(int(o["max_conversations"]))
     meter = UsageMeter()
+    # --max-calls/--max-tokens/--max-dollars count every run in --out, as in `igft label` (one ledger, usage.json).
+    from igft.optimizers.budget import carry_over_usage, live_budget
+
+    ledger = carry_over_usage(request.out, meter, mode=mode)
     lm_cassette = cassette / "lm.jsonl" if cassette else None
     emb_cassette = cassette / "embeddings.jsonl" if cassette else None
-    lm = build_lm(o["llm"], mode=mode, cassette=lm_cassette, usage=meter)
+    lm = build_lm(o["llm"], mode=mode, cassette=lm_cassette, usage=meter,
+                  budget=live_budget(o.get("max_calls"), o.get("max_tokens"), o.get("max_dollars")))
     embedder = build_embedder(o["embedder"], mode=mode, cassette=emb_cassette, usage=meter)
     if mode == "record" and cassette is not None:
         cassette.mkdir(parents=True, exist_ok=True)
         (cassette / RUN_FILE).write_text(json.dumps({"algo": request.algo, "options": o}, indent=2) + "\n", encoding="utf-8")
     from igft.optimizers.options import build
 
-    budget = build(SearchBudget, o, dollars_fn=lambda: meter.snapshot()["dollars"])
+    budget = build(SearchBudget, o, dollars_fn=ledger.total_dollars)
     search_settings = build(SearchSettings, o)
     out = Path(request.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -143,4 +148,5 @@ def run_optimize(request: OptimizeRequest) -> OptimizeRun:
                         budget=budget, gifa_config=_gifa_config(o), history_path=out / "history.jsonl",
                         resume=request.resume, usage=meter)
     result.save(out)
+    ledger.finish()
     return OptimizeRun(result, settings, meter.snapshot())
