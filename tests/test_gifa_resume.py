@@ -38,7 +38,9 @@ def dataset(n=12) -> Dataset:
 
 
 def chat_bodies(server) -> list[str]:
-    return [json.dumps(r.body, sort_keys=True) for r in server.requests if r.path.endswith("/chat/completions")]
+    # A request cut off by the kill arrives without its body: it was never a whole request.
+    return [json.dumps(r.body, sort_keys=True) for r in server.requests
+            if r.path.endswith("/chat/completions") and r.body.get("messages")]
 
 
 def label_args(server, csv, out, cassette, *extra):

@@ -88,6 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="option of the embeddings/hybrid labeler (repeatable), e.g. --option n_clusters=40")
     p.add_argument("--overwrite", action="store_true", help="discard progress already in --out and start over")
+    p.add_argument("--redact", action="store_true", help="replace PII (e-mail, phone, card, IBAN, URL, IP) with "
+                   "{{TYPE_n}} placeholders before any model call; report in OUT/redaction_report.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -112,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens, max_dollars=args.max_dollars, plan=args.plan,
         request_timeout=args.request_timeout, max_attempts=args.max_attempts, concurrency=args.concurrency,
         api_key_env=args.api_key_env, save_endpoint=args.save_endpoint, retry_failed=args.retry_failed,
-        options=_parse_options(args.option), overwrite=args.overwrite, progress=not args.no_progress)
+        options=_parse_options(args.option), overwrite=args.overwrite, progress=not args.no_progress,
+        redact=args.redact)
     if not 0.0 <= args.max_failed_share <= 1.0:
         raise IgftError(f"--max-failed-share must be between 0 and 1, got {args.max_failed_share}")
     done = run_labeling(request)

@@ -25,11 +25,13 @@ from typing import Any, Callable, Iterator, Sequence
 
 from igft.data import Dataset
 from igft.errors import IgftError
+from igft.finetune.versions import check_versions
 from igft.finetune.chat_template import accepts_system, prepare_inference_tokenizer, render_prompt
 from igft.finetune.parsing import parse_output
 from igft.finetune.sft_data import conversation_samples, resolve_system_prompt
 
 logger = logging.getLogger(__name__)
+check_versions()  # at import: an old transformers / trl / peft / accelerate fails here, named, in one line
 # vLLM compiles LoRA kernels for these ranks; an adapter's rank is rounded up to the next one.
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 

@@ -19,11 +19,13 @@ from typing import Any
 
 from igft.data import Dataset, load_conversations
 from igft.errors import IgftError
+from igft.finetune.versions import check_versions
 from igft.finetune.config import FinetuneConfig
 from igft.finetune.model_loading import apply_lora, load_causal_lm, make_lora_config
 from igft.finetune.sft_data import build_sft_data, to_hf_dataset, write_jsonl
 
 logger = logging.getLogger(__name__)
+check_versions()  # at import: an old transformers / trl / peft / accelerate fails here, named, in one line
 
 ADAPTER_META = "igft.json"
 

@@ -1,4 +1,5 @@
-"""Version floors of the training stack, checked when a model is loaded for training or generation.
+"""Version floors of the training stack, checked when igft.finetune.train / .generate are imported
+and again when a model is loaded (with bitsandbytes for 4-bit).
 
 The floors are the first releases that have the APIs igft calls (an older one fails deep inside a
 Trainer with an unrelated-looking TypeError). They must agree with pyproject.toml:

@@ -53,6 +53,7 @@ class LabelRunRequest:
     concurrency: int | None = None    # requests in flight at most (the adaptive limit starts here)
     api_key_env: str | None = None    # environment variable holding the endpoint's key
     save_endpoint: bool = False       # keep the server URL of openai-compatible specs in run.json
+    redact: bool = False              # replace PII with placeholders before any model call (igft.curate)
 
 
 @dataclass
@@ -211,6 +212,9 @@ def run_labeling(args: LabelRunRequest) -> LabelRun:
             raise IgftError("--max-conversations must be at least 1")
         dataset = dataset.head(settings["max_conversations"])
     out = Path(args.out)
+    if args.redact:  # before any model is built: prompts, cassettes, outputs and logs see placeholders only
+        from igft.curate.redact import redact_before_calls
+        dataset = redact_before_calls(dataset, out)
     labeler = settings["labeler"]
     needs_lm = labeler in ("gifa", "hybrid")
     if args.plan:

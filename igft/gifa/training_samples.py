@@ -28,8 +28,8 @@ from typing import Any, Iterable, Sequence
 
 from igft.data import Conversation, Dataset, load_conversations
 from igft.errors import IgftError
+from igft.gifa import GifaConfig
 from igft.gifa.catalog import IntentCatalog, RetrievalIndex
-from igft.gifa.labeler import GifaConfig
 from igft.gifa.parser import MAX_NAME_LENGTH, MAX_NAME_WORDS, normalize_name
 from igft.gifa.prompts import KnownIntent, build_labeling_messages
 from igft.llm.base import Embedder

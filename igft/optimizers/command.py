@@ -126,14 +126,14 @@ def run_optimize(request: OptimizeRequest) -> OptimizeRun:
     if o["max_conversations"]:
         dataset = dataset.head(int(o["max_conversations"]))
     meter = UsageMeter()
-    # --max-calls/--max-tokens/--max-dollars count every run in --out, as in `igft label` (one ledger, usage.json).
-    from igft.optimizers.budget import carry_over_usage, live_budget
+    # --max-dollars counts every run in --out, as in `igft label` (one ledger, usage.json); calls and
+    # tokens of reused trials are already charged from the history.
+    from igft.optimizers.budget import carry_over_usage
 
     ledger = carry_over_usage(request.out, meter, mode=mode)
     lm_cassette = cassette / "lm.jsonl" if cassette else None
     emb_cassette = cassette / "embeddings.jsonl" if cassette else None
-    lm = build_lm(o["llm"], mode=mode, cassette=lm_cassette, usage=meter,
-                  budget=live_budget(o.get("max_calls"), o.get("max_tokens"), o.get("max_dollars")))
+    lm = build_lm(o["llm"], mode=mode, cassette=lm_cassette, usage=meter)
     embedder = build_embedder(o["embedder"], mode=mode, cassette=emb_cassette, usage=meter)
     if mode == "record" and cassette is not None:
         cassette.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,7 @@ def plot_labelers(table: pd.DataFrame, path: str | Path, title: str = "labelers 
     plt = _mpl()
     metrics = [m for m in ("AMI_x_NCA", "AMI", "NCA", "accuracy_hungarian") if m in table.columns]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(table)), 4.0))
-    _bars(ax, list(table["labeler"]), {m: list(table[m]) for m in metrics}, "score (0 = chance)")
+    _bars(ax, list(table["labeler"]), {m: list(table[m]) for m in metrics}, "score (AMI and NCA: 0 = chance)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, ncol=len(metrics))
     fig.tight_layout()
