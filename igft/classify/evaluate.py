@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from igft.classify.task import TaskSchema
+from igft.figures import pyplot, save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,7 @@ def score_predictions(schema: TaskSchema, gold: Sequence[dict[str, str]], pred: 
 
 def confusion_png(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Confusion matrix (rows gold, columns predicted) as a PNG; labels absent from both are dropped."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from sklearn.metrics import confusion_matrix
 
     used = [label for label in labels if label in set(gold) | set(pred)]
@@ -73,11 +71,7 @@ def confusion_png(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str
                     ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=6,
                             color="white" if matrix[i, j] > matrix.max() / 2 else "black")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def timed_predictions(clf: Any, texts: Sequence[str], *, latency_samples: int = 20) -> tuple[list[dict], dict]:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from igft.data import load_conversations
+from igft.figures import pyplot, save_figure
 from igft.metrics import ami_and_nca_codes
 from igft.optimizers.paper_runs import RUN_FOLDERS, PaperRunsError
 
@@ -127,10 +128,7 @@ def holdout(folder: str | Path, gold_csv: str | Path, n_splits: int = 200, seed:
 
 def plot_holdout(results: dict[str, dict], path: str | Path) -> Path:
     """Box plot of the test gains per backbone (one point per split), a zero line for no gain."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(results)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -140,9 +138,7 @@ def plot_holdout(results: dict[str, dict], path: str | Path) -> Path:
     ax.set_ylabel("test AMI x NCA: best on validation - seed prompt")
     ax.set_title(f"the paper's searches re-judged out of sample ({n} validation/test splits)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def summary_line(name: str, r: dict) -> str:

@@ -9,6 +9,7 @@ from typing import Mapping
 
 import pandas as pd
 
+from igft.figures import pyplot, save_figure
 from igft.optimizers.history import History
 
 
@@ -82,21 +83,12 @@ class SearchResult:
         return paths
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_progress(frames: Mapping[str, pd.DataFrame], path: str | Path, x: str = "cum_calls",
                   title: str | None = None, tests: Mapping[str, dict] | None = None) -> Path:
     """Validation objective of each trial (dots) and best so far (line) against cumulative LLM calls or
     tokens; with `tests` ({name: SearchResult.figures}), the test scores of the chosen and the seed
     instruction as a star and a cross at the end of each line."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, frame in frames.items():
         if frame.empty:
@@ -118,9 +110,7 @@ def plot_progress(frames: Mapping[str, pd.DataFrame], path: str | Path, x: str =
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def best_at_budget(frame: pd.DataFrame, budget: float, x: str = "cum_calls") -> float:
@@ -134,7 +124,7 @@ def plot_comparison(frames: Mapping[str, pd.DataFrame], path: str | Path, budget
     """Bars: each backbone's best validation objective within the same budget; with `tests`
     ({name: SearchResult.figures}), a star for the test score of its final choice and a cross for the
     seed instruction's; a dashed line for the seed-only baseline."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(frames)
     values = [best_at_budget(frames[n], budget, x) for n in names]
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -157,6 +147,4 @@ def plot_comparison(frames: Mapping[str, pd.DataFrame], path: str | Path, budget
     ax.set_ylabel("best objective")
     ax.set_title(f"backbones at equal budget ({budget:g} {'LLM calls' if x == 'cum_calls' else 'tokens'})")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

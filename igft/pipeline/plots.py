@@ -12,14 +12,9 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from igft.figures import pyplot, save_figure
+
 AT_CHANCE = 1e-3  # |value| below this counts as "at chance" (rounding noise of an adjusted score)
-
-
-def _mpl():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def all_at_chance(values: Sequence[float | None]) -> bool:
@@ -49,18 +44,14 @@ def _bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[float | None]
 
 def plot_labelers(table: pd.DataFrame, path: str | Path, title: str = "labelers on the toy data (gold intents)") -> Path:
     """Bars of AMI x NCA, AMI, NCA and Hungarian accuracy per labeler (rows of compare_labelers' table)."""
-    plt = _mpl()
+    plt = pyplot()
     metrics = [m for m in ("AMI_x_NCA", "AMI", "NCA", "accuracy_hungarian") if m in table.columns]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(table)), 4.0))
     _bars(ax, list(table["labeler"]), {m: list(table[m]) for m in metrics}, "score (AMI and NCA: 0 = chance)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, ncol=len(metrics))
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 STAGE2_BARS = (("intent_f1", "intent F1"), ("malformed_share", "malformed share"), ("rougeL", "ROUGE-L"),
@@ -70,7 +61,7 @@ STAGE2_BARS = (("intent_f1", "intent F1"), ("malformed_share", "malformed share"
 def plot_stage2_comparison(comparison: Mapping[str, Mapping[str, Any]], path: str | Path,
                            title: str = "Stage 2 on held-out toy turns: base vs fine-tuned") -> Path:
     """Bars of intent F1, malformed share and reply scores for each model of `comparison`."""
-    plt = _mpl()
+    plt = pyplot()
     shown = [(k, label) for k, label in STAGE2_BARS if any(k in figures for figures in comparison.values())]
     fig, ax = plt.subplots(figsize=(7.0, 4.0))
     _bars(ax, [label for _, label in shown],
@@ -78,8 +69,4 @@ def plot_stage2_comparison(comparison: Mapping[str, Mapping[str, Any]], path: st
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
