@@ -75,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llm-test", type=int, default=45, help="clinc150: test rows (spread over the intents) for head / generative")
     parser.add_argument("--llm-oos-test", type=int, default=50, help="clinc150: oos_test rows for the LLM methods")
     parser.add_argument("--prompt-test", type=int, default=8, help="clinc150: test rows (spread over the intents) for the prompt baseline")
+    parser.add_argument("--llm-val", type=int, default=300, help="clinc150: val rows (spread over the intents) tuning the LLM methods' oos threshold")
+    parser.add_argument("--llm-oos-val", type=int, default=100, help="clinc150: oos_val rows tuning the LLM methods' oos threshold")
+    parser.add_argument("--llm-lr", type=float, default=2e-4, help="clinc150: learning rate of the head / generative classifiers")
+    parser.add_argument("--head-freeze-base", action="store_true", help="clinc150: head trains its score head only (frozen base)")
+    parser.add_argument("--generative-no-taxonomy", action="store_true", help="clinc150: generative prompt without the label list")
+    parser.add_argument("--prompt-shortlist", type=int, default=0, help="clinc150: prompt lists only the N MiniLM-nearest intents (0 = all)")
+    parser.add_argument("--prompt-shortlist-per-label", type=int, default=20, help="clinc150: training texts per intent in the shortlist centroids")
+    parser.add_argument("--prompt-max-tokens", type=int, default=64, help="clinc150: prompt baseline answer length cap")
+    parser.add_argument("--no-threshold", default="", help="clinc150: comma list of methods whose oos threshold is skipped (cost)")
     args = parser.parse_args(argv)
     if args.task == ["clinc150"]:
         from clinc150 import run_clinc150  # benchmarks/clinc150.py, beside this script

@@ -52,17 +52,29 @@ def method_options(method: str, args: argparse.Namespace) -> dict:
             return {"max_steps": 6, "batch_size": 16, "logging_steps": 2}
         return {"epochs": args.encoder_epochs, "learning_rate": args.encoder_lr, "logging_steps": 50}
     if method in ("generative", "head"):
-        return {"max_steps": args.llm_steps, "batch_size": args.batch_size, "model": args.model, "eval_steps": 0}
+        options = {"max_steps": args.llm_steps, "batch_size": args.batch_size, "model": args.model, "eval_steps": 0,
+                   "learning_rate": args.llm_lr, "logging_steps": 10}
+        if method == "head":
+            return {**options, "freeze_base": args.head_freeze_base, "max_length": 64}
+        return {**options, "taxonomy_in_prompt": not args.generative_no_taxonomy, "max_text_tokens": 64}
     if method == "prompt":
-        return {"lm": args.lm, "shots": args.shots, "mode": args.mode, "cassette": args.cassette}
+        return {"lm": args.lm, "shots": args.shots, "mode": args.mode, "cassette": args.cassette,
+                "shortlist": args.prompt_shortlist,
+                "shortlist_per_label": args.prompt_shortlist_per_label, "max_tokens": args.prompt_max_tokens}
     return {}
 
 
 def budget_text(method: str, args, n_train: int, n_test: int, n_oos: int) -> str:
     if method in ("head", "generative"):
-        return f"BUDGET: {n_train} train rows, {args.llm_steps} steps x {args.batch_size}; {n_test}+{n_oos} test rows"
+        variant = ("frozen base, score head only" if args.head_freeze_base else "LoRA") if method == "head" else \
+            ("LoRA, no taxonomy in prompt, constrained decoding" if args.generative_no_taxonomy else "LoRA, taxonomy in prompt")
+        return (f"BUDGET: {variant}; {n_train} train rows, {args.llm_steps} steps x {args.batch_size}, "
+                f"lr {args.llm_lr:g}; {n_test}+{n_oos} test rows")
     if method == "prompt":
-        return f"BUDGET: zero-shot {args.lm}" + (f" ({args.shots} shots)" if args.shots else "") + f"; {n_test}+{n_oos} test rows"
+        short = (f", shortlist of {args.prompt_shortlist} MiniLM-nearest intents (centroids of "
+                 f"{args.prompt_shortlist_per_label} train rows per intent)") if args.prompt_shortlist else ""
+        return f"BUDGET: zero-shot {args.lm}" + (f" ({args.shots} shots)" if args.shots else "") + short + \
+            f"; {n_test}+{n_oos} test rows"
     if method == "encoder":
         return "full train" + (" (quick: 6 steps)" if args.quick else f", {args.encoder_epochs:g} epoch(s), lr {args.encoder_lr:g}")
     return "full train"
@@ -73,13 +85,17 @@ def run_method(method: str, data: Clinc150, args: argparse.Namespace) -> dict:
     frame = task.frame
     train = frame[frame["split"] == "train"]
     test = frame[frame["split"] == "test"]
-    oos_test = data.oos["test"]
+    val = frame[frame["split"] == "validation"]
+    oos_test, oos_val = data.oos["test"], data.oos["validation"]
     if method in ("head", "generative"):
         train = rows_per_intent(train, args.llm_train_per_intent)
     if method in LLM_METHODS:
         n_test = args.prompt_test if method == "prompt" else args.llm_test
         test = test.iloc[spread(list(range(len(test))), n_test)]
         oos_test = spread(oos_test, args.llm_oos_test)
+        val = val.iloc[spread(list(range(len(val))), args.llm_val)]  # threshold tuning rows, spread over the intents
+        oos_val = spread(oos_val, args.llm_oos_val)
+    logger.warning("%s: %d train, %d test + %d oos_test rows", method, len(train), len(test), len(oos_test))
     clf = build_classifier(method, task.schema, method_options(method, args))
     start = time.perf_counter()
     clf.fit(task.texts(train), task.targets(train))
@@ -88,20 +104,29 @@ def run_method(method: str, data: Clinc150, args: argparse.Namespace) -> dict:
     # single-query latency: fewer timed calls for the LLM methods (each call costs seconds here)
     samples = min(args.latency_samples, 3) if method in LLM_METHODS else args.latency_samples
     result = evaluate_classifier(clf, task.texts(test), task.targets(test), latency_samples=samples)
-    probabilities = has_probabilities(clf)
+    no_threshold = {m.strip() for m in (args.no_threshold or "").split(",") if m.strip()}
+    probabilities = has_probabilities(clf) and method not in no_threshold
     oos_test = oos_test if probabilities else []  # no threshold to apply: the oos rows are not scored
     result.update({"train_s": train_s, "n_train": len(train), "n_oos_test": len(oos_test),
                    "budget": budget_text(method, args, len(train), len(test), len(oos_test))})
+    if getattr(clf, "shortlister", None) is not None:  # the shortlisted prompt can only be right inside its shortlist
+        recall = clf.shortlister.recall(task.texts(test), list(test["intent"]), clf.config.shortlist)
+        result["budget"] += f"; shortlist recall {recall:.3f}"
+    if "unparsed" in result:
+        result["budget"] += f"; unparsed answers {result['unparsed']}"
     if probabilities:
-        val = frame[frame["split"] == "validation"]
         val_pred, val_top = top_predictions(clf, task.texts(val), "intent")
-        _, oos_val_top = top_predictions(clf, data.oos["validation"], "intent")
+        _, oos_val_top = top_predictions(clf, oos_val, "intent")
         tuned = tune_threshold(val_top, np.array(val_pred) == val["intent"].to_numpy(), oos_val_top)
         test_pred, test_top = top_predictions(clf, task.texts(test), "intent")
         _, oos_top = top_predictions(clf, oos_test, "intent")
         scored = threshold_scores(tuned["threshold"], test_top, np.array(test_pred) == test["intent"].to_numpy(), oos_top)
         result.update({"threshold": tuned["threshold"], "oos_recall": scored["oos_recall"],
                        "in_scope_accuracy_rejecting": scored["in_scope_accuracy"]})
+        if method in LLM_METHODS:
+            result["budget"] += f"; threshold tuned on {len(val)}+{len(oos_val)} val rows"
+    elif has_probabilities(clf):
+        result["budget"] += "; threshold not run (--no-threshold)"
     return result
 
 
@@ -137,6 +162,9 @@ def run_clinc150(args: argparse.Namespace, argv: list[str] | None) -> int:
                              oos_limit={"validation": 10, "test": 10})
         args.llm_steps, args.batch_size, args.llm_train_per_intent = 2, 2, 1
         args.llm_test, args.llm_oos_test, args.prompt_test, args.latency_samples = 6, 5, 2, 3
+        args.llm_val, args.llm_oos_val = 10, 5
+        # generative probabilities score every label per row: too slow for CI (tests/test_classify_llm.py covers them)
+        args.no_threshold = ",".join(filter(None, [args.no_threshold, "generative"]))
     else:
         data = load_clinc150(path)
     methods = [m.strip() for m in (args.methods or ",".join(ALL_METHODS)).split(",") if m.strip()]

@@ -1,15 +1,18 @@
 """GIFA bookkeeping at scale: ms per conversation and peak memory at 10k, 100k and 1M messages.
 
 The LM answers instantly (it parses the prompt and names one intent per message), the embeddings are
-synthetic (unit vectors around a few hundred centres, like recurring support messages), so what is
-measured is igft's own work per conversation: retrieval, prompt building, parsing, catalog and index
-updates. Retrieval is exact below GifaConfig.ann_threshold labeled messages and HNSW (faiss) above.
+synthetic (unit vectors around 300 topic centres, like recurring support messages; 600 intents), and
+progress is written to a scratch out folder as `igft label` does, so what is measured is igft's own
+work per conversation: retrieval, prompt building, parsing, catalog and index updates, the progress
+line. Retrieval is exact below GifaConfig.ann_threshold labeled messages and HNSW (faiss) above; for
+HNSW runs the time inside faiss (insertion, search) and the recall@5 of the HNSW neighbours against
+exact search (checked on every 100th conversation during the run, its time left out) are printed too.
 Each size runs in its own process, so the peak resident memory printed is that size's, with one BLAS
 and one OpenMP thread: small matrix products spread over threads slow down badly on a loaded machine
 (on this shared 2-core sandbox a 10x64 @ 64x3000 product took 24 ms with two OpenBLAS threads, 0.6 ms
 with one).
 
-    python benchmarks/gifa_scale.py                      # 10k, 100k, 1M messages, HNSW above the threshold
+    python benchmarks/gifa_scale.py                      # exact at 10k and 100k, HNSW at 10k, 100k, 1M
     python benchmarks/gifa_scale.py --sizes 10000 100000 --exact-sizes 10000
     python benchmarks/gifa_scale.py --one 100000 --retrieval exact    # one size, one mode
 
@@ -23,6 +26,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +35,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 MESSAGES_PER_CONVERSATION = 10
+TOPICS = 300
+RECALL_EVERY = 100  # conversations between two recall checks
+
+
+def topic_word(topic: int) -> str:
+    """A letters-only word per topic ("qaa".."qln"): the instant LM names intents after it."""
+    return "q" + chr(97 + topic // 26) + chr(97 + topic % 26)
 
 
 class InstantLM:
@@ -38,11 +49,17 @@ class InstantLM:
 
     model = "instant"
 
+    def __init__(self):
+        self.seconds = 0.0  # the LM's own time (reading the prompt), left out of igft's figures
+
     def complete(self, request):
         from igft.llm.base import Completion
         from igft.llm.loopback_server import labeling_answer
 
-        return Completion(text=labeling_answer(request.messages[-1]["content"]) or "", model=self.model)
+        t = time.perf_counter()
+        text = labeling_answer(request.messages[-1]["content"]) or ""
+        self.seconds += time.perf_counter() - t
+        return Completion(text=text, model=self.model)
 
 
 class SyntheticEmbedder:
@@ -52,8 +69,10 @@ class SyntheticEmbedder:
 
     def __init__(self, texts, dim, seed=0):
         rng = np.random.default_rng(seed)
-        centres = rng.standard_normal((300, dim)).astype(np.float32)
-        topic = np.array([int(t.split("topic")[1].split()[0]) for t in texts]) % 300
+        centres = rng.standard_normal((TOPICS, dim)).astype(np.float32)
+        by_word = {topic_word(t): t for t in range(TOPICS)}
+        # texts are "customer: qab asks about ..." lines
+        topic = np.array([by_word[t.split(" ", 2)[1]] for t in texts])
         rows = centres[topic] + 0.4 * rng.standard_normal((len(texts), dim)).astype(np.float32)
         self.vectors = rows / np.linalg.norm(rows, axis=1, keepdims=True)
         self.row = {t: i for i, t in enumerate(texts)}
@@ -68,12 +87,54 @@ def synthetic_dataset(n_messages: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     conversations = []
     for c in range(n_messages // MESSAGES_PER_CONVERSATION):
-        topics = rng.integers(0, 300, MESSAGES_PER_CONVERSATION)
+        topics = rng.integers(0, TOPICS, MESSAGES_PER_CONVERSATION)
         messages = tuple(Message(c, i, "customer" if i % 2 == 0 else "assistant",
-                                 f"topic{t} {'asks' if i % 2 == 0 else 'answers'} about case {c}-{i}")
+                                 f"{topic_word(t)} {'asks' if i % 2 == 0 else 'answers'} about case {c}-{i}")
                          for i, t in enumerate(topics))
         conversations.append(Conversation(c, messages))
     return Dataset(conversations, f"synthetic-{n_messages}")
+
+
+class FaissClock:
+    """Time spent inside faiss, and recall@5 of HNSW against exact search on sampled conversations."""
+
+    def __init__(self):
+        self.add_s = self.search_s = self.check_s = 0.0
+        self.calls = 0
+        self.found = self.wanted = 0
+
+    def install(self):
+        from igft.gifa import catalog, hnsw
+
+        clock = self
+        add, candidates, search_hnsw = hnsw.HNSWRows.add, hnsw.HNSWRows.candidates, catalog.RetrievalIndex._search_hnsw
+
+        def timed_add(self, vectors):
+            t = time.perf_counter()
+            add(self, vectors)
+            clock.add_s += time.perf_counter() - t
+
+        def timed_candidates(self, queries, top_k):
+            t = time.perf_counter()
+            out = candidates(self, queries, top_k)
+            clock.search_s += time.perf_counter() - t
+            return out
+
+        def checked_search(self, queries, k):
+            rows, scores = search_hnsw(self, queries, k)
+            clock.calls += 1
+            if clock.calls % RECALL_EVERY == 0:
+                t = time.perf_counter()
+                labeled = self._labeled_rows(self.n_labeled)
+                exact = np.argpartition(-(queries @ labeled.T), k - 1, axis=1)[:, :k]
+                for got, want in zip(rows, exact):
+                    clock.found += len(set(got.tolist()) & set(want.tolist()))
+                    clock.wanted += k
+                clock.check_s += time.perf_counter() - t
+            return rows, scores
+
+        hnsw.HNSWRows.add, hnsw.HNSWRows.candidates = timed_add, timed_candidates
+        catalog.RetrievalIndex._search_hnsw = checked_search
 
 
 def run_one(n_messages: int, retrieval: str, dim: int) -> dict:
@@ -82,13 +143,25 @@ def run_one(n_messages: int, retrieval: str, dim: int) -> dict:
     dataset = synthetic_dataset(n_messages)
     embedder = SyntheticEmbedder([m.line for m in dataset.messages], dim)
     config = GifaConfig(worked_example=False, ann_threshold=None if retrieval == "exact" else GifaConfig().ann_threshold)
-    started = time.perf_counter()
-    result = label_dataset(dataset, InstantLM(), embedder, config, progress=False)
-    seconds = time.perf_counter() - started
+    clock = FaissClock()
+    clock.install()
+    lm = InstantLM()
+    with tempfile.TemporaryDirectory(prefix="gifa-scale-") as out:
+        started, cpu = time.perf_counter(), time.process_time()
+        result = label_dataset(dataset, lm, embedder, config, out_dir=out, progress=False)
+        # igft's time: the LM's own time and the recall checks are left out (both wall and CPU; the
+        # LM and checks run in this thread, so their wall time is their CPU time to a good approximation).
+        seconds = time.perf_counter() - started - clock.check_s - lm.seconds
+        cpu_seconds = time.process_time() - cpu - clock.check_s - lm.seconds
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"messages": dataset.n_messages, "conversations": len(dataset), "retrieval": retrieval, "dim": dim,
             "ms_per_conversation": round(1000 * seconds / len(dataset), 3), "seconds": round(seconds, 1),
-            "peak_rss_mb": round(peak_mb), "intents": len(result.catalog), "failures": len(result.failures)}
+            "cpu_ms_per_conversation": round(1000 * cpu_seconds / len(dataset), 3),
+            "lm_ms_per_conversation": round(1000 * lm.seconds / len(dataset), 3),
+            "faiss_add_s": round(clock.add_s, 1), "faiss_search_s": round(clock.search_s, 1),
+            "recall_at_5": round(clock.found / clock.wanted, 4) if clock.wanted else None,
+            "peak_rss_mb": round(peak_mb), "intents": len(result.catalog), "failures": len(result.failures),
+            "loadavg": os.getloadavg()[0]}
 
 
 def toy_check() -> bool:
@@ -106,7 +179,7 @@ def toy_check() -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--exact-sizes", type=int, nargs="*", default=[10_000],
+    parser.add_argument("--exact-sizes", type=int, nargs="*", default=[10_000, 100_000],
                         help="sizes also run with exact search only (exact is O(n) per conversation)")
     parser.add_argument("--dim", type=int, default=64, help="embedding dimension of the synthetic vectors")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
@@ -115,20 +188,35 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_one(args.one, args.retrieval, args.dim)))
         return
+    from igft.gifa import GifaConfig
+
+    threshold = GifaConfig().ann_threshold
     print(f"toy data: HNSW labels identical to exact search: {toy_check()}")
-    print(f"{'messages':>9} {'retrieval':>9} {'ms/conv':>8} {'seconds':>8} {'peak MB':>8} {'intents':>8}")
-    jobs = [(n, "exact") for n in args.exact_sizes] + [(n, "auto") for n in args.sizes]
-    for n, mode in jobs:
+    print(f"loadavg at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
+    results: dict[tuple[int, str], dict] = {}
+    for n, mode in [(n, "exact") for n in args.exact_sizes] + [(n, "auto") for n in args.sizes]:
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         done = subprocess.run([sys.executable, __file__, "--one", str(n), "--retrieval", mode, "--dim", str(args.dim)],
                               capture_output=True, text=True, env=env)
         if done.returncode != 0:
-            print(f"{n:>9} {mode:>9} failed: {done.stderr.strip().splitlines()[-1] if done.stderr else done.returncode}")
+            print(f"{n:>9} {mode:>5} failed: {done.stderr.strip().splitlines()[-1] if done.stderr else done.returncode}")
             continue
-        r = json.loads(done.stdout.strip().splitlines()[-1])
-        label = "exact" if mode == "exact" else ("hnsw" if n > 20_000 else "exact")
-        print(f"{r['messages']:>9} {label:>9} {r['ms_per_conversation']:>8.3f} {r['seconds']:>8.1f} "
-              f"{r['peak_rss_mb']:>8} {r['intents']:>8}", flush=True)
+        r = results[n, mode] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"  ran {n} {mode}: {r}", flush=True)
+    print(f"\n{'messages':>9} {'exact ms/conv':>13} {'hnsw ms/conv':>12} {'exact/hnsw':>10} {'hnsw s':>7} "
+          f"{'faiss add s':>11} {'faiss search s':>14} {'recall@5':>8} {'peak MB':>7} {'intents':>7}")
+    for n in sorted({n for n, _ in results}):
+        exact, hnsw = results.get((n, "exact")), results.get((n, "auto"))
+        if hnsw is not None and n <= threshold:  # below the threshold "auto" is exact search too
+            exact, hnsw = exact or hnsw, None
+        e = f"{exact['ms_per_conversation']:.3f}" if exact else "not run"
+        h = f"{hnsw['ms_per_conversation']:.3f}" if hnsw else "-"
+        ratio = f"{exact['ms_per_conversation'] / hnsw['ms_per_conversation']:.2f}x" if exact and hnsw else "-"
+        r = hnsw or exact
+        recall = f"{r['recall_at_5']:.4f}" if r.get("recall_at_5") is not None else "-"
+        print(f"{n:>9} {e:>13} {h:>12} {ratio:>10} {r['seconds']:>7.1f} {r['faiss_add_s']:>11.1f} "
+              f"{r['faiss_search_s']:>14.1f} {recall:>8} {r['peak_rss_mb']:>7} {r['intents']:>7}")
+    print(f"loadavg at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("bleu", "rougeL", "bertscore_f1", "embedding_cosine")
@@ -63,25 +62,28 @@ class TurnSample:
 
 
 def read_service(path: Path, history: int) -> list[TurnSample]:
-    """Assistant turns of one SGD service CSV (consecutive messages of one role merged)."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    """Assistant turns of one SGD service CSV (consecutive messages of one role merged).
+
+    Read through igft.data.load_conversations (the paper's CSV layout; SGD's `act__act` gold labels are
+    free strings there), so the file is checked the way every igft input is.
+    """
+    from igft.data import load_conversations
+
     samples = []
-    for number, conv in frame.groupby("conversation_number", sort=False):
-        conv = conv.assign(pos=conv["index"].astype(int)).sort_values("pos")
+    for conv in load_conversations(path):
         turns: list[dict] = []
-        for text, intent in zip(conv["conversation"], conv["intent"]):
-            role, _, body = text.partition(":")
-            role = ROLES[role.strip().lower()]
-            acts = [a for a in intent.split("__") if a]
+        for message in conv.messages:  # sorted by index inside the conversation
+            role = ROLES[message.role]
+            acts = [a for a in (message.intent or "").split("__") if a]
             if turns and turns[-1]["role"] == role:
-                turns[-1]["content"] += "\n" + body.strip()
+                turns[-1]["content"] += "\n" + message.text
                 turns[-1]["acts"] += [a for a in acts if a not in turns[-1]["acts"]]
             else:
-                turns.append({"role": role, "content": body.strip(), "acts": acts})
+                turns.append({"role": role, "content": message.text, "acts": acts})
         for t, turn in enumerate(turns):
             if turn["role"] == "assistant" and t > 0:
                 past = [{"role": x["role"], "content": x["content"]} for x in turns[max(0, t - history):t]]
-                samples.append(TurnSample(path.stem, str(number), t, past, turn["content"], list(turn["acts"])))
+                samples.append(TurnSample(path.stem, str(conv.number), t, past, turn["content"], list(turn["acts"])))
     return samples
 
 

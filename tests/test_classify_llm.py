@@ -101,3 +101,43 @@ def test_head_classifier_with_class_weights(tmp_path):
     again = load_classifier(tmp_path / "m")
     assert again.predict(texts) == preds
     assert again.logits(texts).allclose(clf.logits(texts), atol=1e-5)  # the score head was saved with the adapter
+
+
+def test_head_predict_proba_and_frozen_base(tmp_path):
+    import numpy as np
+
+    task = load_task(TOY / "hospitality_requests.csv")
+    options = {"max_steps": 3, "batch_size": 4, "max_length": 48, "eval_steps": 0, "freeze_base": True,
+               "learning_rate": 1e-2}
+    clf, stats = train_classifier(task, "head", options=options, out_dir=tmp_path / "m")
+    trainable = [n for n, p in clf.model.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("score.") for n in trainable)  # a linear probe: the base stays frozen
+    assert stats["steps"] == 3 and math.isfinite(stats["last_loss"])
+    texts = task.texts(task.split()["test"])[:5]
+    probs = clf.predict_proba(texts)["intent"]
+    labels = task.fields[0].labels
+    assert probs.shape == (5, len(labels)) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert [labels[i] for i in probs.argmax(1)] == [p["intent"] for p in clf.predict(texts)]
+    saved = tmp_path / "m" / "adapter"
+    assert (saved / "score_head.pt").is_file() and not list(saved.glob("*.safetensors"))  # the head only, not 135M weights
+    again = load_classifier(tmp_path / "m")
+    assert np.allclose(again.predict_proba(texts)["intent"], probs, atol=1e-5)
+
+
+def test_generative_without_taxonomy_and_its_probabilities(tmp_path):
+    import numpy as np
+
+    task = load_task(TOY / "dialogue_initiative.csv")
+    options = {"max_steps": 1, "batch_size": 2, "eval_batch_size": 8, "eval_steps": 0, "taxonomy_in_prompt": False}
+    clf, _ = train_classifier(task, "generative", options=options, max_train=4)
+    assert "Allowed labels" not in clf._system and "system_initiative" in clf._system  # the short prompt
+    texts = task.texts(task.split()["test"])[:3]
+    preds = clf.predict(texts)  # constrained decoding still only yields allowed labels
+    assert all(p["system_initiative"] in ("no", "yes") for p in preds)
+    probs = clf.predict_proba(texts)["system_initiative"]
+    assert probs.shape == (3, 2) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    # the probabilities are the softmax of score decoding's label log-likelihoods: same argmax
+    clf.config.decoding = "score"
+    scored = clf.predict(texts)
+    labels = task.fields[0].labels
+    assert [labels[i] for i in probs.argmax(1)] == [p["system_initiative"] for p in scored]

@@ -159,3 +159,19 @@ def test_bundled_recorded_run_replays_with_zero_live_calls(tmp_path, capsys):
     recorded_stats = json.loads((recorded / "stats.json").read_text())
     assert stats["failed_conversations"] == recorded_stats["failed_conversations"]
     assert stats["calls"] == recorded_stats["calls"] == recorded_stats["usage"]["live_calls"]
+
+
+def test_overwrite_starts_a_new_budget_job_and_keeps_the_old_entries(tmp_path):
+    ds = tiny_dataset(4)
+    csv = ds.save(tmp_path / "data.csv")
+    out = tmp_path / "out"
+    common = ("--data", csv, "--llm", "scripted", "--embedder", "hashing", "--mode", "live", "--out", out,
+              "--max-retries", "0", "--max-failed-share", "1", "--max-calls", "2")
+    assert run_cli(*common) == 2  # 4 conversations need 4 calls: stopped (exit 2) after 2, the rest kept
+    assert run_cli(*common) == 2  # same job: the cap of 2 live calls is spent, no call is made
+    runs = json.loads((out / "usage.json").read_text())["runs"]
+    assert [(r["job"], r["live_calls"]) for r in runs] == [(1, 2), (1, 0)]
+    # --overwrite starts over, as `igft optimize --no-resume` does: a new job whose count starts at zero
+    assert run_cli(*common, "--overwrite") == 2
+    runs = json.loads((out / "usage.json").read_text())["runs"]
+    assert [(r["job"], r["live_calls"]) for r in runs] == [(1, 2), (1, 0), (2, 2)]

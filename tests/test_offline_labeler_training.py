@@ -41,7 +41,8 @@ def test_training_script_saves_an_adapter_gifa_can_use(services, tmp_path):
     code = script.main(["--sources", str(services), "--validation-services", "Gamma_1", "--embedder", "hashing",
                         "--model", str(tiny_model("qwen2")), "--max-conversations-per-service", "2",
                         "--window-messages", "3", "--max-steps", "2", "--grad-accum", "1", "--eval-steps", "2",
-                        "--max-seq-len", "4096", "--max-validation-samples", "2", "--out", str(out)])
+                        "--max-seq-len", "4096", "--max-validation-samples", "2", "--extra-sources",
+                        "--base-dtype", "fp32", "--max-minutes", "5", "--out", str(out), "--ship", str(out / "ship")])
     assert code == 0
     stats = json.loads((out / "sample_stats.json").read_text())
     assert stats["train_sources"] == ["Alpha_1", "Beta_1"] and stats["validation_sources"] == ["Gamma_1"]
@@ -60,6 +61,25 @@ def test_training_script_saves_an_adapter_gifa_can_use(services, tmp_path):
     result = label_dataset(dataset, lm, HashingEmbedder(), GifaConfig(max_retries=0, max_tokens=24), progress=False)
     # A random tiny model labels nothing usefully; what counts is that GIFA ran it on every conversation.
     assert result.stats["calls"] == 2 and result.stats["conversations"] == 2
+
+    # The shipped copy: fp16 weights and configs only (no tokenizer), and it loads the same way.
+    from safetensors.torch import load_file
+    import torch
+    ship = out / "ship"
+    assert sorted(p.name for p in ship.iterdir()) == ["adapter_config.json", "adapter_model.safetensors", "igft.json"]
+    weights = load_file(str(ship / "adapter_model.safetensors"))
+    assert weights and all(w.dtype == torch.float16 for w in weights.values())
+    shipped = LocalHFLM(str(ship))
+    assert label_dataset(dataset, shipped, HashingEmbedder(), GifaConfig(max_retries=0, max_tokens=24),
+                         progress=False).stats["calls"] == 2
+
+
+def test_time_limit_stops_training():
+    script = load_script()
+    from transformers import TrainerControl, TrainerState
+    callback, control = script.time_limit(0.0), TrainerControl()
+    callback.on_train_begin(None, TrainerState(), control)
+    assert callback.on_step_end(None, TrainerState(), control).should_training_stop
 
 
 def test_unknown_validation_service_is_one_clear_error(services, tmp_path):

@@ -66,3 +66,43 @@ def test_holdout_rejudges_each_backbone_out_of_sample(paper_runs, capsys, tmp_pa
     assert json.loads(capsys.readouterr().out) == got
     assert main(["paper-runs", str(paper_runs), "--gold", gold, "--holdout", "40", "--json", "--seed", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["random"]["test_gain_mean"] != got["random"]["test_gain_mean"]
+
+
+def test_path_without_gold_and_download_of_a_folder_holding_the_runs_read_its_toy_gold(paper_runs, capsys):
+    assert main(["paper-runs", str(paper_runs), "--gold", str(paper_runs / "toy_conversations.csv"), "--json"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    assert main(["paper-runs", str(paper_runs), "--json"]) == 0  # --gold defaults to the folder's toy_conversations.csv
+    assert json.loads(capsys.readouterr().out) == expected
+    # --download DIR where DIR already holds the runs: nothing is cloned, DIR is read as PATH would be
+    assert main(["paper-runs", "--download", str(paper_runs), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == expected
+
+
+def _one_line_error(capsys) -> str:
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in captured.err + captured.out, captured.err
+    return err
+
+
+def test_paper_runs_needs_path_or_download_not_both(tmp_path, capsys):
+    assert main(["paper-runs", "--json"]) == 2
+    assert "pass PATH, or --download DIR" in _one_line_error(capsys)
+    assert main(["paper-runs", str(tmp_path), "--download", str(tmp_path / "clone")]) == 2
+    assert "either PATH or --download DIR, not both" in _one_line_error(capsys)
+    assert main(["paper-runs", str(tmp_path)]) == 2  # no --gold and no paper layout there
+    assert "PATH=" in _one_line_error(capsys)
+
+
+def test_download_without_network_exits_2_in_one_line(tmp_path, capsys, monkeypatch):
+    import pytest
+
+    from igft.pipeline import paper
+
+    if paper.shutil.which("git") is None:
+        pytest.skip("git not installed")
+    monkeypatch.setattr(paper, "PAPER_REPO_URL", "http://127.0.0.1:9/unreachable.git")  # refused at once, as offline
+    assert main(["paper-runs", "--download", str(tmp_path / "clone"), "--json"]) == 2
+    err = _one_line_error(capsys)
+    assert "no network" in err and "unreachable.git" in err
+    assert capsys.readouterr().out == ""

@@ -26,11 +26,28 @@ def test_example_config_loads_and_matches_the_defaults():
     ({"stage2": {"max_steps": "ten"}}, "stage2.max_steps: expected int"),
     ({"mode": "dummy"}, "mode 'dummy' is not one of ['live', 'record', 'replay']"),
     ({"search": {"backbones": ["random", "genetic"]}}, "unknown backbone(s) ['genetic']"),
+    ({"search": {"options": {"feedbak_rounds": 3}}}, "search.options: unknown option(s) ['feedbak_rounds']; valid: ['adaptive'"),
+    ({"search": {"options": {"eta": "two"}}}, "search.options: eta: expected int, got 'two'"),
+    ({"search": {"options": {"feedback_gold": "all"}}}, "feedback_gold: 'all' is not one of ['examples', 'names', 'none']"),
+    ({"search": {"options": {"max_calls": 5}}}, "set search.max_calls, not search.options.max_calls"),
+    ({"search": {"options": {"seed": 5}}}, "set seed (top level), not search.options.seed"),
+    ({"search": {"feedback_gold": "names"}}, "search: unknown key(s) ['feedback_gold']; valid keys: ['backbones', 'max_trials', 'max_calls', 'concurrency', 'options']"),
+    ({"search": {"max_calls": -3}}, "search: max_calls must be 0 or more"),
 ])
 def test_bad_config_values_are_rejected_with_the_valid_ones(values, fragment):
     with pytest.raises(ConfigError) as err:
         config_from_dict(values)
     assert fragment in str(err.value)
+
+
+def test_search_options_default_to_the_optimize_table_and_load_from_yaml(tmp_path):
+    from igft.optimizers.options import options
+
+    cfg = config_from_dict({})
+    assert cfg.search.options == {} and cfg.search.concurrency == options()["concurrency"].default
+    path = tmp_path / "c.yaml"
+    path.write_text("search:\n  backbones: [see]\n  options:\n    feedback_rounds: 3\n    split: [0.3, 0.4, 0.3]\n")
+    assert load_config(path).search.options == {"feedback_rounds": 3, "split": [0.3, 0.4, 0.3]}
 
 
 def test_demo_with_a_bad_config_file_exits_2_with_one_line(tmp_path, capsys):

@@ -188,6 +188,11 @@ class PromptConfig:
     shots: int = field(default=0, metadata={"help": "few-shot examples from the training rows (0 = zero-shot)"})
     max_tokens: int = field(default=64, metadata={"help": "answer length cap"})
     seed: int = field(default=0, metadata={"help": "seed for choosing the few-shot examples"})
+    shortlist: int = field(default=0, metadata={"help": "0 = the prompt lists every label; N = it lists only the N "
+                           "labels whose embedding centroid is nearest the query (one-field tasks; a retrieval "
+                           "shortlist variant, its recall caps the accuracy: see igft.classify.shortlist)"})
+    shortlist_embedder: str = field(default="local:minilm", metadata={"help": "embedder spec of the shortlist"})
+    shortlist_per_label: int = field(default=20, metadata={"help": "training texts per label in its centroid (0 = all)"})
 
 
 class PromptClassifier(Classifier):
@@ -207,6 +212,9 @@ class PromptClassifier(Classifier):
         self.fallback = {spec.name: spec.labels[0] for spec in schema.fields}
         self.unparsed = 0
         self.non_json = 0
+        self.shortlister = None  # LabelShortlist when config.shortlist > 0 (built in fit / load)
+        if self.config.shortlist < 0 or (self.config.shortlist and len(schema.fields) != 1):
+            raise ClassifierError("shortlist must be 0 or a positive number of labels, and works on one-field tasks only")
 
     @property
     def lm(self):
@@ -238,17 +246,37 @@ class PromptClassifier(Classifier):
             if i not in chosen:
                 chosen.append(i)
         self.shots = [(texts[i], dict(targets[i])) for i in chosen]
+        if self.config.shortlist:
+            name = self.schema.fields[0].name
+            self.shortlister = self._new_shortlist().fit(texts, [t[name] for t in targets], self.config.shortlist_per_label)
         return {"shots": len(self.shots)}
+
+    def _new_shortlist(self):
+        from igft.classify.shortlist import LabelShortlist
+        from igft.llm.factory import build_embedder
+
+        return LabelShortlist(build_embedder(self.config.shortlist_embedder), self.schema.fields[0].labels)
+
+    def _schemas(self, texts: Sequence[str]) -> list[TaskSchema]:
+        """The schema each text is prompted with: the task's, or its field cut to the text's shortlist."""
+        if not self.config.shortlist:
+            return [self.schema] * len(texts)
+        from dataclasses import replace
+
+        spec = self.schema.fields[0]
+        return [replace(self.schema, fields=[replace(spec, labels=short)])
+                for short in self.shortlister.top(texts, self.config.shortlist)]
 
     def predict(self, texts):
         from igft.llm.base import CompletionRequest
 
         out = []
-        for text in texts:
-            request = CompletionRequest(messages=tuple(chat_messages(self.schema, text, self.shots)),
+        texts = list(texts)
+        for text, schema in zip(texts, self._schemas(texts)):
+            request = CompletionRequest(messages=tuple(chat_messages(schema, text, self.shots)),
                                         temperature=0.0, max_tokens=self.config.max_tokens, seed=self.config.seed)
             answer = self.lm.complete(request).text
-            labels, strict = parse_answer(answer, self.schema)
+            labels, strict = parse_answer(answer, schema)
             self.non_json += int(not strict)
             if any(v is None for v in labels.values()):
                 self.unparsed += 1
@@ -257,8 +285,10 @@ class PromptClassifier(Classifier):
         return out
 
     def save_files(self, out_dir: Path) -> None:
-        (out_dir / "prompt.json").write_text(json.dumps({"shots": self.shots, "fallback": self.fallback},
-                                                        ensure_ascii=False, indent=2), encoding="utf-8")
+        state = {"shots": self.shots, "fallback": self.fallback}
+        if self.shortlister is not None:
+            state["shortlist_centroids"] = self.shortlister.centroids.tolist()
+        (out_dir / "prompt.json").write_text(json.dumps(state, ensure_ascii=False, indent=2), encoding="utf-8")
 
     @classmethod
     def load_files(cls, in_dir: Path, schema: TaskSchema, config: Any) -> "PromptClassifier":
@@ -266,4 +296,7 @@ class PromptClassifier(Classifier):
         state = json.loads((in_dir / "prompt.json").read_text(encoding="utf-8"))
         clf.shots = [(t, d) for t, d in state["shots"]]
         clf.fallback = state["fallback"]
+        if config.shortlist:
+            clf.shortlister = clf._new_shortlist()
+            clf.shortlister.centroids = np.array(state["shortlist_centroids"], dtype=np.float32)
         return clf

@@ -46,6 +46,9 @@ class GenerativeConfig(LLMTrainingOptions):
     inference_backend: str = field(default="hf", metadata={"help": "hf (transformers) or vllm (one engine, structured outputs; GPU)"})
     gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vllm: share of GPU memory for the engine"})
     max_model_len: int | None = field(default=None, metadata={"help": "vllm: context length of the engine"})
+    taxonomy_in_prompt: bool = field(default=True, metadata={"help": "list every field's labels in the system prompt; "
+                                     "False = a short prompt without them (the fine-tune learns the label names, "
+                                     "decoding stays constrained to the label set): for large taxonomies on CPU"})
 
 
 class GenerativeClassifier(Classifier):
@@ -102,7 +105,7 @@ class GenerativeClassifier(Classifier):
                 node[END] = label
             self._units.append(units)
             self._tries.append(trie)
-        self._system = system_prompt(self.schema)
+        self._system = system_prompt(self.schema, with_labels=self.config.taxonomy_in_prompt)
 
     def _prompt_ids(self, text: str) -> list[int]:
         tok = self.tokenizer
@@ -223,11 +226,16 @@ class GenerativeClassifier(Classifier):
                                       pad_token_id=self.tokenizer.pad_token_id)
         return [row[width:].tolist() for row in out.cpu()]
 
-    def _decode_scored(self, prompts: list[list[int]]) -> list[list[int]]:
+    def _label_scores(self, prompts: list[list[int]]) -> tuple[list[list[int]], list]:
+        """Per field, in order: a (rows, labels) tensor of each label's summed answer-token log-likelihood given
+        the prompt and the best labels of the earlier fields; and the answers built from those best labels."""
         import torch
+        from igft.finetune.model_loading import inference_autocast
 
         contexts = [p + list(self._prefix) for p in prompts]
         answers = [list(self._prefix) for _ in prompts]
+        per_field = []
+        device = model_device(self.model)
         for i in range(len(self.schema.fields)):
             units = list(self._units[i].values())
             pairs = [(row, u) for row in range(len(prompts)) for u in range(len(units))]
@@ -235,25 +243,40 @@ class GenerativeClassifier(Classifier):
             chunk = max(1, self.config.eval_batch_size)
             for start in range(0, len(pairs), chunk):
                 part = pairs[start:start + chunk]
-                batch = [(contexts[row], units[u]) for row, u in part]
-                input_ids, attention, labels = self._collate(batch)
-                device = model_device(self.model)
-                from igft.finetune.model_loading import inference_autocast
-
+                input_ids, attention, labels = self._collate([(contexts[row], units[u]) for row, u in part])
                 with torch.no_grad(), inference_autocast(self.model):
                     logits = self.model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.cpu()
                 logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
                 target = labels[:, 1:]
                 mask = target != -100
                 picked = logprobs.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-                total = (picked * mask).sum(-1)
-                for (row, u), value in zip(part, total.tolist()):
+                for (row, u), value in zip(part, (picked * mask).sum(-1).tolist()):
                     scores[row, u] = value
-            best = scores.argmax(-1).tolist()
-            for row, u in enumerate(best):
+            per_field.append(scores)
+            for row, u in enumerate(scores.argmax(-1).tolist()):
                 contexts[row] += units[u]
                 answers[row] += units[u]
-        return [a + [self._eos] for a in answers]
+        return [a + [self._eos] for a in answers], per_field
+
+    def _decode_scored(self, prompts: list[list[int]]) -> list[list[int]]:
+        return self._label_scores(prompts)[0]
+
+    def predict_proba(self, texts: Sequence[str]) -> dict:
+        """Per field, the softmax over the labels' summed answer-token log-likelihoods (the "score" decoding's
+        scores, normalised over the label set; later fields conditioned on the best earlier labels).
+        Costs one scored sequence per label and text, so it suits small label sets or short prompts."""
+        if self.model is None:
+            raise ClassifierError("the generative classifier is not trained; call fit or load a saved model")
+        parts: list[list] = [[] for _ in self.schema.fields]
+        size = max(1, self.config.eval_batch_size)
+        for start in range(0, len(texts), size):
+            _, per_field = self._label_scores([self._prompt_ids(t) for t in texts[start:start + size]])
+            for j, scores in enumerate(per_field):
+                parts[j].append(scores.softmax(-1).numpy())
+        import numpy as np
+
+        return {spec.name: (np.concatenate(parts[j]) if parts[j] else np.zeros((0, len(spec.labels))))
+                for j, spec in enumerate(self.schema.fields)}
 
     # ---- vLLM structured outputs -----------------------------------------------------------------
     def structured_request(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from igft.classify.llm_training import (LLMTrainingOptions, checkpoint_folder, m
 from igft.classify.task import TaskSchema
 
 logger = logging.getLogger(__name__)
+HEAD_FILE = "score_head.pt"  # freeze_base: the trained score head's state dict
 
 
 def balanced_class_weights(labels: Sequence[str], label_set: Sequence[str]) -> list[float]:
@@ -53,6 +54,9 @@ class HeadConfig(LLMTrainingOptions):
     epochs: float = field(default=3.0, metadata={"help": "passes over the training rows (ignored when max_steps > 0)"})
     max_length: int = field(default=256, metadata={"help": "input tokens (truncated)"})
     eval_batch_size: int = field(default=32, metadata={"help": "texts per inference batch"})
+    freeze_base: bool = field(default=False, metadata={"help": "train only the score head on the frozen base LLM "
+                              "(a linear probe of its last-token state; no LoRA): a step costs a forward pass only, "
+                              "so many more steps fit a CPU budget; saves just the head's weights"})
 
 
 def _weighted_loss_trainer(loss_fn):
@@ -159,9 +163,14 @@ class HeadClassifier(Classifier):
         model, self.tokenizer = self._load_base()
         self.field_weights = {spec.name: self._weights_for(spec, [t[spec.name] for t in targets])
                               for spec in self.schema.fields}
-        lora = make_lora_config(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
-                                target_modules=cfg.target_modules, task_type="SEQ_CLS", modules_to_save=["score"])
-        self.model = apply_lora(model, lora)
+        if cfg.freeze_base:  # gradients stop at the score head: no backward pass through the base
+            for name, param in model.named_parameters():
+                param.requires_grad = name.startswith("score.")
+            self.model = model
+        else:
+            lora = make_lora_config(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                                    target_modules=cfg.target_modules, task_type="SEQ_CLS", modules_to_save=["score"])
+            self.model = apply_lora(model, lora)
         train_rows = self._rows(texts, targets)
         known = [i for i, t in enumerate(val_targets)
                  if all(t[spec.name] in spec.labels for spec in self.schema.fields)]  # unseen labels: no loss
@@ -193,6 +202,11 @@ class HeadClassifier(Classifier):
                 parts.append(self.model(**self._encode(texts[start:start + self.config.eval_batch_size])).logits.float().cpu())
         return torch.cat(parts) if parts else torch.zeros((0, self.num_labels))
 
+    def predict_proba(self, texts: Sequence[str]) -> dict:
+        """Softmax over each field's logit slice, columns in the field's label order (the oos threshold reads it)."""
+        logits = self.logits(list(texts))
+        return {spec.name: logits[:, lo:hi].softmax(-1).numpy() for spec, (lo, hi) in zip(self.schema.fields, self.offsets)}
+
     def predict(self, texts):
         logits = self.logits(list(texts))
         out = [{} for _ in range(logits.shape[0])]
@@ -203,7 +217,13 @@ class HeadClassifier(Classifier):
         return out
 
     def save_files(self, out_dir: Path) -> None:
-        self.model.save_pretrained(out_dir / "adapter")
+        if self.config.freeze_base:  # the base is unchanged: the head's weights are the whole model
+            import torch
+
+            (out_dir / "adapter").mkdir(parents=True, exist_ok=True)
+            torch.save(self.model.score.state_dict(), out_dir / "adapter" / HEAD_FILE)
+        else:
+            self.model.save_pretrained(out_dir / "adapter")
         self.tokenizer.save_pretrained(out_dir / "adapter")
         (out_dir / "class_weights.json").write_text(json.dumps(self.field_weights, indent=2), encoding="utf-8")
 
@@ -213,7 +233,13 @@ class HeadClassifier(Classifier):
 
         clf = cls(schema, config)
         model, clf.tokenizer = clf._load_base()
-        clf.model = PeftModel.from_pretrained(model, str(in_dir / "adapter"))
+        if config.freeze_base:
+            import torch
+
+            model.score.load_state_dict(torch.load(in_dir / "adapter" / HEAD_FILE, map_location="cpu"))
+            clf.model = model
+        else:
+            clf.model = PeftModel.from_pretrained(model, str(in_dir / "adapter"))
         clf.model.eval()
         weights_file = in_dir / "class_weights.json"
         if weights_file.is_file():

@@ -51,11 +51,41 @@ def _parse_params(items: list[str]) -> dict:
     return options
 
 
+TRUE_MARKS = {"1", "true", "yes"}
+
+
+def _synthetic_rows(frame, choice: str, source: str):
+    """Rows kept by `--synthetic CHOICE` (column `synthetic`: 1/true/yes marks a generated row)."""
+    if choice == "include":
+        return frame
+    if "synthetic" not in frame.columns:
+        if choice == "exclude":
+            return frame  # nothing is marked synthetic
+        raise IgftError(f"--synthetic only: {source} has no synthetic column; add one (1 = generated row) "
+                        "or use --synthetic include")
+    marked = frame["synthetic"].astype(str).str.strip().str.lower().isin(TRUE_MARKS)
+    kept = frame[~marked if choice == "exclude" else marked].reset_index(drop=True)
+    if kept.empty:
+        raise IgftError(f"--synthetic {choice} leaves no rows in {source}; use --synthetic include")
+    return kept
+
+
+def _add_synthetic_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    from igft.curate.marker import SYNTHETIC_CHOICES
+
+    parser.add_argument("--synthetic", choices=SYNTHETIC_CHOICES, default="include",
+                        help=f"rows marked synthetic (column synthetic=1/true) {what}: include them, exclude them "
+                             "or use only them; the seeded split is made over the kept rows (default: include)")
+
+
 def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from igft.classify.run import train_classifier
     from igft.classify.task import load_task
 
     task = load_task(args.task, args.schema)
+    task = dataclasses.replace(task, frame=_synthetic_rows(task.frame, args.synthetic, task.path))
     options = _parse_params(args.param)
     for flag, (key, methods) in SHORTCUTS.items():
         value = getattr(args, flag, None)
@@ -86,11 +116,26 @@ def _quiet_other_ranks() -> bool:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    import tempfile
+
+    import pandas as pd
+
     from igft.classify.evaluate import comparison_table, headline
     from igft.classify.run import evaluate_saved
+    from igft.classify.task import find_schema_file
 
-    result = evaluate_saved(args.model, args.task, schema=args.schema, out_dir=args.out,
-                            latency_samples=args.latency_samples, max_test=args.max_test)
+    with tempfile.TemporaryDirectory() as tmp:
+        task_csv, schema = args.task, args.schema
+        if args.synthetic != "include":
+            # score the kept rows: a filtered copy of the CSV (with the original's schema file, if any)
+            if not Path(task_csv).is_file():
+                raise IgftError(f"task CSV {task_csv} does not exist; pass an existing file with --task")
+            frame = pd.read_csv(task_csv, dtype=str, keep_default_na=False)
+            schema = schema or find_schema_file(Path(task_csv))
+            task_csv = Path(tmp) / Path(args.task).name
+            _synthetic_rows(frame, args.synthetic, args.task).to_csv(task_csv, index=False)
+        result = evaluate_saved(args.model, task_csv, schema=schema, out_dir=args.out,
+                                latency_samples=args.latency_samples, max_test=args.max_test)
     if args.json:
         print(json.dumps(headline(result), ensure_ascii=False))
     else:
@@ -148,6 +193,9 @@ def _openai_job(args: argparse.Namespace) -> int:
     return 0
 
 
+METHOD_DEFAULT = " (default: the method's config default)"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("classify", help="intent classifiers: train, eval, OpenAI fine-tuning export and jobs")
     sub = parser.add_subparsers(dest="classify_command", metavar="ACTION", required=True)
@@ -158,66 +206,68 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--method", required=True, choices=METHOD_CHOICES)
     train.add_argument("--out", required=True, help="model folder to write")
     train.add_argument("--seed", type=int, default=0, help="seed for the split (when no split column) and training")
-    train.add_argument("--max-train", type=int, help="use only the first N training rows (quick runs)")
-    train.add_argument("--param", action="append", metavar="KEY=VALUE", help="any config option of the method (repeatable)")
-    train.add_argument("--model", help="generative/head: base model (smollm2, folder, HF id)")
-    train.add_argument("--max-steps", type=int, help="generative/head: optimizer steps")
-    train.add_argument("--epochs", type=float, help="generative/head: epochs")
-    train.add_argument("--batch-size", type=int, help="generative/head: rows per device per micro-batch")
-    train.add_argument("--grad-accum", type=int, help="generative/head: micro-batches per optimizer step")
-    train.add_argument("--learning-rate", type=float, help="generative/head: peak learning rate")
+    train.add_argument("--max-train", type=int, help="use only the first N training rows (quick runs; default: all)")
+    _add_synthetic_argument(train, "in the task CSV")
+    train.add_argument("--param", action="append", metavar="KEY=VALUE", help="any config option of the method (repeatable; default: the method's config defaults)")
+    train.add_argument("--model", help="generative/head: base model (smollm2, folder, HF id)" + METHOD_DEFAULT)
+    train.add_argument("--max-steps", type=int, help="generative/head: optimizer steps" + METHOD_DEFAULT)
+    train.add_argument("--epochs", type=float, help="generative/head: epochs" + METHOD_DEFAULT)
+    train.add_argument("--batch-size", type=int, help="generative/head: rows per device per micro-batch" + METHOD_DEFAULT)
+    train.add_argument("--grad-accum", type=int, help="generative/head: micro-batches per optimizer step" + METHOD_DEFAULT)
+    train.add_argument("--learning-rate", type=float, help="generative/head: peak learning rate" + METHOD_DEFAULT)
     train.add_argument("--lr-scheduler", choices=["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts"],
-                       help="generative/head: schedule after warmup")
-    train.add_argument("--warmup", type=float, help="generative/head: warmup fraction (< 1) or steps")
-    train.add_argument("--eval-steps", type=int, help="generative/head: validation loss every N steps (0 = never)")
-    train.add_argument("--early-stopping-patience", type=int, help="generative/head: evaluations without improvement before stopping")
-    train.add_argument("--report-to", help="generative/head: none | tensorboard | wandb | mlflow")
-    train.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], help="generative/head: mixed precision")
-    train.add_argument("--backend", choices=["auto", "hf", "unsloth"], help="generative: unsloth only when asked")
-    train.add_argument("--inference-backend", choices=["hf", "vllm"], help="generative: decode with transformers or vLLM")
-    train.add_argument("--quantize", choices=["auto", "4bit", "none"], help="generative/head: QLoRA 4-bit or not")
-    train.add_argument("--decoding", choices=["constrained", "score"], help="generative: how labels are decoded")
-    train.add_argument("--class-weights", choices=["balanced", "none"], help="head: loss weighting")
-    train.add_argument("--lm", help="prompt: LLM spec (openai:gpt-4o-mini, local:smollm2, ...)")
-    train.add_argument("--shots", type=int, help="prompt: few-shot examples (0 = zero-shot)")
-    train.add_argument("--base-url", help="prompt: OpenAI-compatible endpoint for openai:MODEL specs")
-    train.add_argument("--embedder", help="embeddings: embedder spec (local:minilm, ...)")
-    train.add_argument("--mode", choices=["live", "record", "replay"], help="prompt/embeddings: client mode")
-    train.add_argument("--cassette", help="prompt/embeddings: cassette file")
+                       help="generative/head: schedule after warmup" + METHOD_DEFAULT)
+    train.add_argument("--warmup", type=float, help="generative/head: warmup fraction (< 1) or steps" + METHOD_DEFAULT)
+    train.add_argument("--eval-steps", type=int, help="generative/head: validation loss every N steps (0 = never)" + METHOD_DEFAULT)
+    train.add_argument("--early-stopping-patience", type=int, help="generative/head: evaluations without improvement before stopping" + METHOD_DEFAULT)
+    train.add_argument("--report-to", help="generative/head: none | tensorboard | wandb | mlflow" + METHOD_DEFAULT)
+    train.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], help="generative/head: mixed precision" + METHOD_DEFAULT)
+    train.add_argument("--backend", choices=["auto", "hf", "unsloth"], help="generative: unsloth only when asked" + METHOD_DEFAULT)
+    train.add_argument("--inference-backend", choices=["hf", "vllm"], help="generative: decode with transformers or vLLM" + METHOD_DEFAULT)
+    train.add_argument("--quantize", choices=["auto", "4bit", "none"], help="generative/head: QLoRA 4-bit or not" + METHOD_DEFAULT)
+    train.add_argument("--decoding", choices=["constrained", "score"], help="generative: how labels are decoded" + METHOD_DEFAULT)
+    train.add_argument("--class-weights", choices=["balanced", "none"], help="head: loss weighting" + METHOD_DEFAULT)
+    train.add_argument("--lm", help="prompt: LLM spec (openai:gpt-4o-mini, local:smollm2, ...)" + METHOD_DEFAULT)
+    train.add_argument("--shots", type=int, help="prompt: few-shot examples (0 = zero-shot)" + METHOD_DEFAULT)
+    train.add_argument("--base-url", help="prompt: OpenAI-compatible endpoint for openai:MODEL specs" + METHOD_DEFAULT)
+    train.add_argument("--embedder", help="embeddings: embedder spec (local:minilm, ...)" + METHOD_DEFAULT)
+    train.add_argument("--mode", choices=["live", "record", "replay"], help="prompt/embeddings: client mode" + METHOD_DEFAULT)
+    train.add_argument("--cassette", help="prompt/embeddings: cassette file" + METHOD_DEFAULT)
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("eval", help="score a saved classifier on a task's test rows")
     ev.add_argument("--model", required=True, help="model folder written by classify train")
     ev.add_argument("--task", required=True, help="task CSV")
     ev.add_argument("--schema", help="schema file (default: beside the CSV, else the model's)")
-    ev.add_argument("--out", help="folder for confusion-matrix PNGs, predictions.csv, metrics.json")
+    ev.add_argument("--out", help="folder for confusion-matrix PNGs, predictions.csv, metrics.json (default: print only)")
     ev.add_argument("--json", action="store_true", help='print {"accuracy", "macro_f1", "per_field", ...} as JSON')
     ev.add_argument("--latency-samples", type=int, default=20, help="single-example calls timed for p50/p95")
-    ev.add_argument("--max-test", type=int, help="score only the first N test rows")
+    ev.add_argument("--max-test", type=int, help="score only the first N test rows (default: all)")
+    _add_synthetic_argument(ev, "in the task CSV (use the choice the model was trained with)")
     ev.set_defaults(func=_eval)
 
     ex = sub.add_parser("export-openai", help="write chat-format train/validation JSONL for OpenAI fine-tuning")
-    ex.add_argument("--task", required=True)
-    ex.add_argument("--schema")
+    ex.add_argument("--task", required=True, help="task CSV")
+    ex.add_argument("--schema", help="schema file (default: CSV_STEM.schema.json beside the CSV, or text+intent)")
     ex.add_argument("--out", required=True, help="folder for train.jsonl / validation.jsonl / test.jsonl")
-    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--seed", type=int, default=0, help="seed of the split when the CSV has no split column")
     ex.set_defaults(func=_export)
 
     job = sub.add_parser("openai-job", help="validate, upload, create and poll an OpenAI fine-tuning job")
     job.add_argument("--train", required=True, help="train.jsonl from export-openai")
-    job.add_argument("--validation", help="validation.jsonl")
+    job.add_argument("--validation", help="validation.jsonl (default: none)")
     job.add_argument("--base-model", default="gpt-4o-mini-2024-07-18", help="model to fine-tune")
     job.add_argument("--out", default="runs/openai_job", help="folder for job.json, events.jsonl, result files")
     job.add_argument("--base-url", help="OpenAI-compatible API base URL (default: OpenAI)")
     job.add_argument("--epochs", type=int, help="n_epochs (default: the API's auto rule)")
-    job.add_argument("--suffix", help="suffix of the fine-tuned model name")
-    job.add_argument("--seed", type=int, default=0)
+    job.add_argument("--suffix", help="suffix of the fine-tuned model name (default: none)")
+    job.add_argument("--seed", type=int, default=0, help="seed sent with the job and of the --eval-task split")
     job.add_argument("--price-per-million", type=float, help="USD per 1M training tokens (default: known list price)")
     job.add_argument("--poll-interval", type=float, default=30.0, help="seconds between status polls")
     job.add_argument("--timeout", type=float, default=24 * 3600, help="give up polling after this many seconds")
     job.add_argument("--dry-run", action="store_true", help="print the plan and estimated cost; send nothing")
-    job.add_argument("--eval-task", help="after success, score the fine-tuned model on this task CSV's test rows")
-    job.add_argument("--schema", help="schema for --eval-task")
+    job.add_argument("--eval-task", help="after success, score the fine-tuned model on this task CSV's test rows (default: no scoring)")
+    job.add_argument("--schema", help="schema for --eval-task (default: beside its CSV, or text+intent)")
     job.add_argument("--mode", default="live", choices=["live", "record", "replay"], help="client mode for --eval-task")
-    job.add_argument("--cassette", help="cassette for --eval-task")
+    job.add_argument("--cassette", help="cassette for --eval-task (default: none)")
     job.set_defaults(func=_openai_job)

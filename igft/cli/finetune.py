@@ -25,15 +25,37 @@ def _quiet_other_ranks() -> bool:
     return False
 
 
+def add_synthetic_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--synthetic include|exclude|only`: which messages marked synthetic (igft curate synth) are used."""
+    from igft.curate.marker import SYNTHETIC_CHOICES
+
+    parser.add_argument("--synthetic", choices=SYNTHETIC_CHOICES, default="include",
+                        help=f"messages marked synthetic (column synthetic=1, from igft curate synth) {what}: "
+                             "include them, exclude them, or use only them (default: include)")
+
+
+def select_synthetic_or_fail(dataset, choice: str):
+    """The dataset after `--synthetic CHOICE`; one clear line when nothing is left."""
+    from igft.curate.marker import select_synthetic
+    from igft.errors import IgftError
+
+    kept = select_synthetic(dataset, choice)
+    if not kept.n_messages:
+        raise IgftError(f"--synthetic {choice} leaves no messages in {dataset.source}; "
+                        "use --synthetic include, or data with rows marked synthetic=1 (igft curate synth)")
+    return kept
+
+
 def _finetune(args: argparse.Namespace) -> int:
     from igft.finetune.config import config_from_args
-    from igft.finetune.train import train
+    from igft.finetune.train import load_training_dataset, train
 
     if args.out:
         args.output_dir = args.out
     config = config_from_args(args, args.config)
     main_process = _quiet_other_ranks()
-    result = train(config)
+    dataset = select_synthetic_or_fail(load_training_dataset(config), args.synthetic)
+    result = train(config, dataset)
     if not main_process:
         return 0
     train_losses = [r["loss"] for r in result.log if "loss" in r]
@@ -61,6 +83,7 @@ def _generate(args: argparse.Namespace) -> int:
     else:  # the same default as igft finetune: the toy conversations with gold intents
         from igft.resources import toy_conversations_path
         dataset = load_conversations(toy_conversations_path())
+    dataset = select_synthetic_or_fail(dataset, args.synthetic)
     if args.conversations:
         dataset = dataset.subset([int(x) for x in args.conversations.split(",") if x.strip()])
     samples = evaluation_samples(dataset, fmt, system_prompt, args.max_samples)
@@ -102,18 +125,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("finetune", help="LoRA/QLoRA fine-tuning on labeled conversations (Stage 2)",
                               description="Fine-tune a causal LM with LoRA on response or intent+response targets. "
                                           "Without --data: the toy conversations with gold intents.")
-    p.add_argument("--config", help="YAML file with FinetuneConfig keys (CLI flags override it)")
-    p.add_argument("--out", help="output folder (same as --output-dir)")
+    p.add_argument("--config", help="YAML file with FinetuneConfig keys (CLI flags override it; default: none, the built-in defaults)")
+    p.add_argument("--out", help="output folder (same as --output-dir; default: --output-dir's)")
     add_config_arguments(p)
     p.add_argument("--batch-size", dest="per_device_train_batch_size", type=int, default=None,
-                   help="samples per device per step (same as --per-device-train-batch-size)")
+                   help="samples per device per step (same as --per-device-train-batch-size; default: its default)")
     p.add_argument("--grad-accum", dest="gradient_accumulation_steps", type=int, default=None,
-                   help="micro-batches per optimizer step (same as --gradient-accumulation-steps)")
+                   help="micro-batches per optimizer step (same as --gradient-accumulation-steps; default: its default)")
+    add_synthetic_argument(p, "in the training data")
     p.set_defaults(func=_finetune)
 
     g = subparsers.add_parser("generate", help="generate replies for held-out conversations (optionally with an adapter)")
     g.add_argument("--model", default=None, help="base model: 'smollm2', a folder or an HF id (default: the adapter's base)")
-    g.add_argument("--adapter", default=None, help="adapter/ folder written by igft finetune")
+    g.add_argument("--adapter", default=None, help="adapter/ folder written by igft finetune (default: none, the base model alone)")
     g.add_argument("--data", default=None,
                    help="conversations CSV/JSONL; one sample per assistant turn (default: the toy conversations)")
     g.add_argument("--out", required=True, help="predictions JSONL (appended; rerun to resume)")
@@ -121,7 +145,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="target format (default: the adapter's, else response)")
     g.add_argument("--system-prompt", default=None, help="'plain', 'two-step' or a literal prompt (default: the adapter's)")
     g.add_argument("--conversations", default=None, help="comma-separated conversation numbers to use (default: all)")
-    g.add_argument("--max-samples", type=int, default=None, help="only the first N samples")
+    g.add_argument("--max-samples", type=int, default=None, help="only the first N samples (default: all)")
+    add_synthetic_argument(g, "among the conversations replied to")
     g.add_argument("--max-new-tokens", type=int, default=128, help="(default: 128)")
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default: 0)")
     g.add_argument("--top-p", type=float, default=1.0, help="(default: 1.0)")
@@ -138,9 +163,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = subparsers.add_parser("score", help="BLEU, ROUGE, METEOR, BERTScore, cosine and intent F1 of predictions")
     s.add_argument("--pred", required=True, help="predictions JSONL written by igft generate")
     s.add_argument("--json", action="store_true", help="print one JSON object")
-    s.add_argument("--out", default=None, help="also write the scores to this JSON file")
-    s.add_argument("--bertscore-model", default=None, help="a second BERTScore model you have locally (path or name)")
-    s.add_argument("--bertscore-layers", type=int, default=None, help="layer of --bertscore-model to use")
+    s.add_argument("--out", default=None, help="also write the scores to this JSON file (default: print only)")
+    s.add_argument("--bertscore-model", default=None, help="a second BERTScore model you have locally (path or name; default: none, the bundled MiniLM only)")
+    s.add_argument("--bertscore-layers", type=int, default=None, help="layer of --bertscore-model to use (default: bert-score's choice for that model)")
     s.add_argument("--no-bertscore", action="store_true", help="skip BERTScore (faster)")
     s.add_argument("--no-cosine", action="store_true", help="skip the embedding cosine similarity")
     s.set_defaults(func=_score)

@@ -88,8 +88,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="option of the embeddings/hybrid labeler (repeatable), e.g. --option n_clusters=40")
     p.add_argument("--overwrite", action="store_true", help="discard progress already in --out and start over")
-    p.add_argument("--redact", action="store_true", help="replace PII (e-mail, phone, card, IBAN, URL, IP) with "
-                   "{{TYPE_n}} placeholders before any model call; report in OUT/redaction_report.json")
+    p.add_argument("--redact", action=argparse.BooleanOptionalAction, default=None,
+                   help="replace PII (e-mail, phone, card, IBAN, URL, IP) with {{TYPE_n}} placeholders before any "
+                        "model call; report in OUT/redaction_report.json (default: as the cassette's run.json "
+                        "recorded, else off; a resume in --out must keep the setting)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -21,8 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("paper-runs", help="import the paper's recorded prompt-search runs and rescore them",
                               description="Read rpo_toy/, gpo_toy/, see_toy/, hyperband_see/ of the paper's `Stage 1/` "
                                           "folder and recompute every trial's scores against the gold CSV.")
-    p.add_argument("path", help="the paper repository's `Stage 1/` folder")
-    p.add_argument("--gold", required=True, help="gold conversations CSV (the paper's toy_conversations.csv)")
+    p.add_argument("path", nargs="?", help="the paper repository's `Stage 1/` folder (or a clone of the repository); "
+                                           "omit it with --download")
+    p.add_argument("--download", metavar="DIR",
+                   help="first clone the paper's repository at its pinned commit into DIR (needs git and network) "
+                        "and read its `Stage 1/` folder")
+    p.add_argument("--gold", help="gold conversations CSV (default: toy_conversations.csv of the `Stage 1/` folder, "
+                                  "as the paper's repository lays it out)")
     p.add_argument("--alignment", choices=("paper", "exact"), default="paper",
                    help="paper: the paper's join on text + position (reproduces its figures); exact: one row per message")
     p.add_argument("--objective", default="AMI_x_NCA", help="report key to rank trials by")
@@ -55,7 +60,10 @@ def _register_optimize(subparsers) -> None:
                     "(feedback), validation (every comparison) and test (scored once at the end). Without --data and "
                     "--cassette, --mode replay replays the bundled recorded run of the backbone (SmolLM2 on the toy "
                     "data: it exercises the machinery, not the method). Search options default to the recorded run's "
-                    "values (run.json), else to the library's defaults shown here.")
+                    "values (run.json), else to the library's defaults shown here. --max-calls / --max-tokens / "
+                    "--max-dollars mean what they mean in `igft label`: live usage over every run of the job in --out "
+                    "(usage.json); the final test scoring is charged too and may run past them (result.json "
+                    "final_scoring says what it cost).")
     a = p.add_argument
     a("--algo", required=True, choices=tuple(ALGO_DIRS), help="backbone")
     a("--data", help="conversation CSV/JSONL with gold intents (default: the bundled toy conversations)")
@@ -64,7 +72,8 @@ def _register_optimize(subparsers) -> None:
     a("--mode", choices=("live", "record", "replay"), help="default: replay without --data, else live")
     a("--cassette", help="cassette folder (lm.jsonl, embeddings.jsonl, run.json); default without --data: simulated_runs/<algo>")
     a("--out", required=True, help="output folder: history.jsonl, result.json, progress_*.png")
-    a("--no-resume", action="store_true", help="start over instead of reusing trials in --out/history.jsonl")
+    a("--no-resume", action="store_true", help="start over instead of reusing trials in --out/history.jsonl: a new "
+                                                "job, whose budget counts from zero (earlier runs stay in usage.json)")
     a("--max-conversations", type=int, help="use only the first N conversations of the data")
     add_arguments(p)
     p.set_defaults(func=run_optimize)
@@ -91,9 +100,16 @@ def run_optimize(args: argparse.Namespace) -> int:
           f"best validation {_fmt(summary['best_val'])} / test {_fmt(summary['best_test'])}, "
           f"seed instruction validation {_fmt(summary['seed_val'])} / test {_fmt(summary['seed_test'])}, "
           f"test gain {_fmt(summary['test_gain'])} (best: trial {summary['best_trial']}, r={summary['best_r']})")
-    print(f"LLM calls {summary['llm_calls']} (live {done.usage['live_calls']}), tokens {summary['tokens']} [mode {mode}]")
+    job = result.usage.get("job", {})
+    print(f"LLM calls {summary['llm_calls']} (live this run {done.usage['live_calls']}, live in this job "
+          f"{job.get('live_calls', done.usage['live_calls'])} over {job.get('runs', 1)} run(s)), tokens {summary['tokens']} "
+          f"[mode {mode}]")
     if result.stopped:
         print(f"stopped early: {result.stopped}")
+        final = summary["final_scoring"]
+        if final.get("after_budget_stop") and final.get("live_calls"):
+            print(f"the final scoring ran past the spent budget: {final['live_calls']} live calls, "
+                  f"{final.get('live_tokens', 0)} tokens (charged to this job)")
     print(f"best instruction: {summary['best_instruction']!r}")
     print(f"outputs: {out / 'history.jsonl'}, {out / 'result.json'}, {out / 'progress_calls.png'}")
     return 0
@@ -101,9 +117,26 @@ def run_optimize(args: argparse.Namespace) -> int:
 
 # -- paper-runs, hyperband-schedule --------------------------------------------------------------------------
 
+def _paper_paths(args: argparse.Namespace) -> None:
+    """Set args.path (the `Stage 1/` folder) and args.gold from PATH or --download DIR; one IgftError line otherwise."""
+    from igft.errors import IgftError
+    from igft.pipeline.paper import download_paper_repo, find_paper_runs
+
+    if args.download and args.path:
+        raise IgftError("give either PATH or --download DIR, not both (--download clones into DIR and reads it)")
+    if args.download:
+        args.path = str(download_paper_repo(args.download))
+    elif not args.path:
+        raise IgftError("paper-runs needs the paper's `Stage 1/` folder: pass PATH, or --download DIR to clone it")
+    if args.gold is None:
+        folder = find_paper_runs(args.path, flag="PATH")  # PATH or its `Stage 1/`; one line when neither holds the runs
+        args.path, args.gold = str(folder), str(folder / "toy_conversations.csv")
+
+
 def run_paper_runs(args: argparse.Namespace) -> int:
     from igft.optimizers.paper_runs import best_objectives, import_paper_runs
 
+    _paper_paths(args)
     if args.holdout is not None:
         return _run_holdout(args)
     histories = import_paper_runs(args.path, args.gold, key=args.objective, alignment=args.alignment)

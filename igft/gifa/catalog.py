@@ -83,6 +83,10 @@ class RetrievalIndex:
     an HNSW graph of the labeled rows instead (igft/gifa/hnsw.py), re-ranked exactly; `ann_threshold=None`
     keeps exact search at every size. `n_labeled` doubles as a snapshot marker: `query(..., upto=n)`
     sees only the first n labeled rows (exactly).
+
+    Per conversation the work is O(messages x (labeled rows below the threshold | log n above it)):
+    row lookups go through one dict, the labeled -> embedding row map is a preallocated array, and
+    the candidates of all messages are re-ranked in one batched product (no per-message Python loop).
     """
 
     def __init__(self, embeddings: np.ndarray, keys: Sequence[Hashable], *, ann_threshold: int | None = ANN_THRESHOLD,
@@ -102,7 +106,8 @@ class RetrievalIndex:
         # The exact block holds the first `ann_threshold` labeled rows (all of them without HNSW).
         block = len(keys) if self.ann_threshold is None else self.ann_threshold
         self._labeled = np.empty((max(block, 1), embeddings.shape[1]), dtype=np.float32)
-        self._labeled_all_rows: list[int] = []  # labeled row -> row in `embeddings`
+        # labeled row -> row in `embeddings`; every message is labeled at most once, so len(keys) fits all.
+        self._labeled_all_rows = np.empty(max(len(keys), 1), dtype=np.int64)
         self._intents: list[str] = []
         self._labeled_keys: list[Hashable] = []
         self._is_labeled: set[Hashable] = set()
@@ -120,9 +125,13 @@ class RetrievalIndex:
     def labeled_intents(self) -> list[str]:
         return list(self._intents)
 
+    def _row_numbers(self, keys: Iterable[Hashable]) -> list[int]:
+        row = self._row
+        return [row[k] for k in keys]  # KeyError names an unknown key
+
     def rows(self, keys: Iterable[Hashable]) -> np.ndarray:
         """Embeddings of these messages (KeyError names an unknown key)."""
-        return self._all[[self._row[k] for k in keys]]
+        return self._all[self._row_numbers(keys)]
 
     def add(self, keys: Sequence[Hashable], intents: Sequence[str]) -> None:
         """Append newly labeled messages; a message can be added once."""
@@ -130,19 +139,15 @@ class RetrievalIndex:
             raise ValueError(f"{len(keys)} keys but {len(intents)} intents")
         if not keys:
             return
-        already = [k for k in keys if k in self._is_labeled]
-        if already:
+        if not self._is_labeled.isdisjoint(keys) or len(set(keys)) != len(keys):
+            already = [k for k in keys if k in self._is_labeled] or list(keys)
             raise ValueError(f"messages already in the index: {already[:5]}")
         start, stop = self.n_labeled, self.n_labeled + len(keys)
-        vectors = self.rows(keys)
+        numbers = self._row_numbers(keys)
+        vectors = self._all[numbers]
         in_block = max(0, min(stop, self._labeled.shape[0]) - start)
-        if self.ann_threshold is None and stop > self._labeled.shape[0]:  # only when callers add keys twice over
-            grown = np.empty((max(stop, 2 * self._labeled.shape[0]), self._labeled.shape[1]), dtype=np.float32)
-            grown[:start] = self._labeled[:start]
-            self._labeled = grown
-            in_block = len(keys)
         self._labeled[start:start + in_block] = vectors[:in_block]
-        self._labeled_all_rows.extend(self._row[k] for k in keys)
+        self._labeled_all_rows[start:stop] = numbers
         self._intents.extend(intents)
         self._labeled_keys.extend(keys)
         self._is_labeled.update(keys)
@@ -164,24 +169,31 @@ class RetrievalIndex:
 
         Best first; ties broken by the earlier labeled row, so results are deterministic.
         """
-        return [[r for r, _ in ranked] for ranked in self._search(keys, top_k, upto)]
+        rows, _ = self._search(keys, top_k, upto)
+        return [[int(r) for r in line if r >= 0] for line in rows]
 
     def known_intents(self, keys: Sequence[Hashable], top_k: int, upto: int | None = None) -> list[str]:
-        """The distinct intents of the top_k neighbours of every query message, most similar first."""
-        best: dict[str, tuple[float, int]] = {}
-        for ranked in self._search(keys, top_k, upto):
-            for r, s in ranked:
-                intent = self._intents[r]
-                prev = best.get(intent)
-                if prev is None or (-s, r) < (-prev[0], prev[1]):
-                    best[intent] = (s, r)
-        return sorted(best, key=lambda name: (-best[name][0], best[name][1]))
+        """The distinct intents of the top_k neighbours of every query message, most similar first.
 
-    def _search(self, keys: Sequence[Hashable], top_k: int, upto: int | None) -> list[list[tuple[int, float]]]:
-        """Per query message, [(labeled row, score)] of its top_k, ordered by (-score, row)."""
+        An intent ranks by its best (score, earlier row) over all messages. Sorting every (score, row)
+        pair once by (-score, row) and keeping each intent's first appearance gives exactly that order.
+        """
+        rows, scores = self._search(keys, top_k, upto)
+        if rows.size == 0:
+            return []
+        rows, scores = rows.ravel(), scores.ravel()
+        valid = rows >= 0
+        rows, scores = rows[valid], scores[valid]
+        order = np.lexsort((rows, -scores))
+        intents = self._intents
+        return list(dict.fromkeys([intents[r] for r in rows[order].tolist()]))
+
+    def _search(self, keys: Sequence[Hashable], top_k: int, upto: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores), each (messages, k): per query message its top_k labeled rows ordered by
+        (-score, row); -1 rows (score -inf) pad where an approximate search found fewer."""
         n = self.n_labeled if upto is None else min(upto, self.n_labeled)
         if n == 0 or top_k <= 0 or not keys:
-            return [[] for _ in keys]
+            return np.empty((len(keys), 0), dtype=np.int64), np.empty((len(keys), 0), dtype=np.float32)
         queries = self.rows(keys)
         k = min(top_k, n)
         if self._hnsw is not None and n == self.n_labeled:
@@ -190,26 +202,29 @@ class RetrievalIndex:
         # The k-th best score per row (one partition), then every row scoring at least that, ordered by
         # (-score, row) and cut at k: exact top-k with ties going to the earlier labeled message.
         kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
-        out = []
+        out_rows = np.empty((len(keys), k), dtype=np.int64)
+        out_scores = np.empty((len(keys), k), dtype=np.float32)
         for i in range(len(keys)):
             cand = np.flatnonzero(scores[i] >= kth[i])
-            order = np.lexsort((cand, -scores[i, cand]))
-            out.append([(int(r), float(scores[i, r])) for r in cand[order][:k]])
-        return out
+            best = cand[np.lexsort((cand, -scores[i, cand]))[:k]]
+            out_rows[i], out_scores[i] = best, scores[i, best]
+        return out_rows, out_scores
 
-    def _search_hnsw(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    def _search_hnsw(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        # (m, c) distinct labeled rows per query (an HNSW search visits a node once), -1 for none.
         candidates = self._hnsw.candidates(queries, k)
-        out = []
-        for i, rows in enumerate(candidates):
-            rows = np.unique(rows[rows >= 0])
-            # Exact scores for the candidates, so ranking and tie-breaks match the exact search.
-            scores = self._all[[self._labeled_all_rows[r] for r in rows]] @ queries[i]
-            order = np.lexsort((rows, -scores))[:k]
-            out.append([(int(rows[j]), float(scores[j])) for j in order])
-        return out
+        invalid = candidates < 0
+        vectors = self._all[self._labeled_all_rows[np.where(invalid, 0, candidates)]]  # (m, c, dim)
+        # Exact scores for the candidates, so ranking and tie-breaks match the exact search.
+        scores = np.matmul(vectors, queries[:, :, None])[:, :, 0]
+        scores[invalid] = -np.inf
+        order = np.lexsort((candidates, -scores), axis=1)[:, :k]  # a -1 scores -inf: after every real row
+        line = np.arange(len(candidates))[:, None]
+        return candidates[line, order], scores[line, order]
 
     def labeled_key(self, row: int) -> Hashable:
         return self._labeled_keys[row]
 
     def intent_of_row(self, row: int) -> str:
         return self._intents[row]
+

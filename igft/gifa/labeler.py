@@ -127,12 +127,20 @@ class _State:
                                     ann_threshold=config.ann_threshold)
         self.labels: dict[tuple[int, int], str] = {}
         self.failures: list[dict] = []
+        # intent -> its KnownIntent as last shown; dropped whenever apply() touches that intent (its
+        # examples or description may change), so prompts equal freshly built entries.
+        self._shown: dict[str, KnownIntent] = {}
 
     def known(self, conversation: Conversation) -> list[KnownIntent]:
-        keys = [m.key for m in conversation.messages]
-        names = self.index.known_intents(keys, self.config.top_k)
-        return [KnownIntent(name, self.catalog[name].description,
-                            tuple(self.catalog[name].examples[: self.config.top_n])) for name in names]
+        names = self.index.known_intents([m.key for m in conversation.messages], self.config.top_k)
+        shown, out = self._shown, []
+        for name in names:
+            entry = shown.get(name)
+            if entry is None:
+                e = self.catalog[name]
+                entry = shown[name] = KnownIntent(name, e.description, tuple(e.examples[: self.config.top_n]))
+            out.append(entry)
+        return out
 
     def apply(self, conversation: Conversation, outcome: ConversationOutcome) -> None:
         if outcome.labels is None:
@@ -142,12 +150,15 @@ class _State:
                 failure["status"] = outcome.status
             self.failures.append(failure)
             return
-        for message, intent in zip(conversation.messages, outcome.labels):
+        keys = [m.key for m in conversation.messages]
+        for message, key, intent in zip(conversation.messages, keys, outcome.labels):
             self.catalog.add(intent, message.text)
-            self.labels[message.key] = intent
+            self.labels[key] = intent
+            self._shown.pop(intent, None)
         for name, description in outcome.descriptions.items():
             self.catalog.set_description(name, description)
-        self.index.add([m.key for m in conversation.messages], outcome.labels)
+            self._shown.pop(name, None)
+        self.index.add(keys, outcome.labels)
 
 
 def _label_one(conversation: Conversation, messages: tuple[dict, ...], known_names: frozenset[str], lm: LM,
@@ -272,18 +283,21 @@ def _write_embedding_cache(out_dir: Path, digest: str, model: str, vectors: np.n
     tmp.replace(meta)
 
 
-def _run_header(config: GifaConfig, lm: LM, embedder: Embedder) -> dict:
+def _run_header(config: GifaConfig, lm: LM, embedder: Embedder, run_settings: dict | None = None) -> dict:
     settings = {k: v for k, v in asdict(config).items() if k not in ("embed_batch_size", "embed_workers")}
     return {"kind": "gifa-progress", "format": PROGRESS_FORMAT, "lm": lm.model, "embedder": embedder.model,
-            "config": settings}
+            "config": settings, **(run_settings or {})}
 
 
 def label_dataset(dataset: Dataset, lm: LM, embedder: Embedder, config: GifaConfig | None = None,
-                  out_dir: str | Path | None = None, progress: bool = True, retry_failed: bool = False) -> LabelingResult:
+                  out_dir: str | Path | None = None, progress: bool = True, retry_failed: bool = False,
+                  run_settings: dict | None = None) -> LabelingResult:
     """Label every message of `dataset` with GIFA; failed conversations are listed in `result.failures`.
 
     With `out_dir`, progress is written as it goes and a rerun resumes without relabeling;
-    `retry_failed` relabels the failures recorded there.
+    `retry_failed` relabels the failures recorded there. `run_settings` (e.g. {"redact": True}) are
+    settings outside GifaConfig that change the prompts: they go into the progress header, so a resume
+    under other values is refused.
     """
     config = (config or GifaConfig()).validate()
     started = time.perf_counter()
@@ -292,7 +306,7 @@ def label_dataset(dataset: Dataset, lm: LM, embedder: Embedder, config: GifaConf
         out.mkdir(parents=True, exist_ok=True)
     embeddings, embed_calls = _embed_all(dataset, embedder, config.embed_batch_size, out, config.embed_workers)
     state = _State(dataset, embeddings, config)
-    tracker = ProgressFile(out, _run_header(config, lm, embedder)) if out is not None else None
+    tracker = ProgressFile(out, _run_header(config, lm, embedder, run_settings)) if out is not None else None
     finished = tracker.finished(dataset) if tracker is not None else {}
     if finished:
         logger.info("resuming after %d finished conversation(s) from %s", len(finished), tracker.path)
@@ -311,7 +325,9 @@ def label_dataset(dataset: Dataset, lm: LM, embedder: Embedder, config: GifaConf
             futures: dict[int, object] = {}
             if todo:
                 # The snapshot: every prompt of this window is built before any of its answers is merged.
-                known_names = frozenset(state.catalog.names)
+                # Only method general reads it (which intents are new, to describe them); copying the
+                # whole catalog for every window would be O(intents) per conversation for nothing.
+                known_names = frozenset(state.catalog.names) if config.method == "general" else frozenset()
                 jobs = [(c, build_labeling_messages(config.instruction, c, config.method, state.known(c),
                                                     worked_example=config.worked_example), finished.get(c.number))
                         for c in todo]
@@ -333,9 +349,12 @@ def label_dataset(dataset: Dataset, lm: LM, embedder: Embedder, config: GifaConf
                 state.apply(conversation, outcome)
                 outcomes.append(outcome)
                 bar.update(1)
-                bar.set_postfix(intents=len(state.catalog), failed=len(state.failures), refresh=False)
+                if progress:  # formatting the postfix costs even when the bar is off
+                    bar.set_postfix(intents=len(state.catalog), failed=len(state.failures), refresh=False)
     finally:
         bar.close()
+        if tracker is not None:
+            tracker.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from igft.data import Conversation, Dataset
@@ -49,6 +49,9 @@ class ConversationOutcome:
         self.completion_tokens += int(completion.completion_tokens or 0)
 
 
+_RECORDED = tuple(f.name for f in fields(ConversationOutcome) if f.name != "number")
+
+
 def conversation_digest(conversation: Conversation) -> str:
     """Fingerprint of a conversation's messages: a progress line is reused only for the same content."""
     text = "\n".join(m.line for m in conversation.messages)
@@ -63,6 +66,7 @@ class ProgressFile:
         self.header = header
         self.records: dict[int, dict] = {}
         self.order: list[int] = []
+        self._handle = None
         if self.path.exists():
             self._load()
         else:
@@ -106,13 +110,23 @@ class ProgressFile:
                 handle.write(b"\n")
 
     def _write(self, record: dict) -> None:
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            handle.flush()
+        # One handle for the whole run (opening the file per conversation was a syscall pair each);
+        # every line is flushed, so a kill -9 loses at most the line being written.
+        if self._handle is None:
+            self._handle = open(self.path, "a", encoding="utf-8")
+        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
     def append(self, conversation: Conversation, outcome: ConversationOutcome) -> None:
+        # The fields in order without asdict()'s deep copy (a quarter of a millisecond per conversation):
+        # the line is serialised at once and an outcome is not changed after it is recorded.
         record = {"conversation_number": conversation.number, "digest": conversation_digest(conversation),
-                  **{k: v for k, v in asdict(outcome).items() if k != "number"}}
+                  **{k: getattr(outcome, k) for k in _RECORDED}}
         self._write(record)
         if conversation.number not in self.records:
             self.order.append(conversation.number)

@@ -53,7 +53,8 @@ class LabelRunRequest:
     concurrency: int | None = None    # requests in flight at most (the adaptive limit starts here)
     api_key_env: str | None = None    # environment variable holding the endpoint's key
     save_endpoint: bool = False       # keep the server URL of openai-compatible specs in run.json
-    redact: bool = False              # replace PII with placeholders before any model call (igft.curate)
+    redact: bool | None = None        # replace PII with placeholders before any model call (igft.curate);
+                                      # None: as the cassette's run.json recorded it, else off
 
 
 @dataclass
@@ -115,6 +116,8 @@ def resolve_settings(args: LabelRunRequest) -> dict[str, Any]:
         "labeler": args.labeler or recorded.get("labeler") or DEFAULTS["labeler"],
         "gifa": gifa, "max_conversations": max_conv,
         "options": dict(args.options),
+        # Redaction changes every prompt, so it is part of what a replay must repeat (run.json).
+        "redact": bool(args.redact if args.redact is not None else recorded.get("redact", False)),
     }
 
 
@@ -143,7 +146,7 @@ def _write_run_file(settings: dict, config, dataset) -> None:
     embedder = settings["embedder"] if keep else redacted_spec(settings["embedder"], embedder=True)
     record = {"labeler": "gifa", "llm": llm, "embedder": embedder,
               "data": TOY_DATA if is_toy else str(data), "max_conversations": settings["max_conversations"],
-              "gifa": {k: v for k, v in asdict(config).items() if k != "embed_workers"}}
+              "redact": settings["redact"], "gifa": {k: v for k, v in asdict(config).items() if k != "embed_workers"}}
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -197,7 +200,7 @@ def run_labeling(args: LabelRunRequest) -> LabelRun:
     from igft.data import load_conversations
     from igft.labeling import write_outputs
     from igft.llm.factory import build_embedder, build_lm, parse_spec
-    from igft.llm.ledger import LEDGER_FILE, UsageLedger
+    from igft.llm.ledger import UsageLedger
     from igft.llm.usage import Budget, UsageMeter
 
     settings = resolve_settings(args)
@@ -212,7 +215,7 @@ def run_labeling(args: LabelRunRequest) -> LabelRun:
             raise IgftError("--max-conversations must be at least 1")
         dataset = dataset.head(settings["max_conversations"])
     out = Path(args.out)
-    if args.redact:  # before any model is built: prompts, cassettes, outputs and logs see placeholders only
+    if settings["redact"]:  # before any model is built: prompts, cassettes, outputs and logs see placeholders only
         from igft.curate.redact import redact_before_calls
         dataset = redact_before_calls(dataset, out)
     labeler = settings["labeler"]
@@ -230,11 +233,12 @@ def run_labeling(args: LabelRunRequest) -> LabelRun:
                              embed=args.overwrite or not (out / "embeddings.npy").exists())
         return LabelRun(dataset, None, {}, settings, plan=plan)
     if args.overwrite and out.exists():
-        for name in ("progress.jsonl", "embeddings.npy", "embeddings.json", LEDGER_FILE):
+        for name in ("progress.jsonl", "embeddings.npy", "embeddings.json"):
             (out / name).unlink(missing_ok=True)
     mode = settings["mode"]
     meter = UsageMeter()
-    ledger = UsageLedger(out, "label", mode)
+    # --overwrite starts a new job (as optimize --no-resume): its budget counts from zero, usage.json keeps the old runs
+    ledger = UsageLedger(out, "label", mode, new_job=args.overwrite)
     ledger.attach(meter)
     budget = None
     if any(v is not None for v in (args.max_calls, args.max_tokens, args.max_dollars)):
@@ -254,8 +258,11 @@ def run_labeling(args: LabelRunRequest) -> LabelRun:
                 config.embed_workers = backend.get("max_concurrency", 8)  # remote batches in parallel
             if mode == "record" and settings["run_file"] is not None:
                 _write_run_file(settings, config, dataset)
+            # Progress of a run with the other --redact setting is refused like other settings (its
+            # prompts differ); the key is absent for unredacted runs, so their headers stay as before.
             result = label_dataset(dataset, lm, embedder, config, out_dir=out, progress=progress,
-                                   retry_failed=args.retry_failed)
+                                   retry_failed=args.retry_failed,
+                                   run_settings={"redact": True} if settings["redact"] else None)
         else:
             import igft.discover as discover
 

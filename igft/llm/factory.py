@@ -1,6 +1,6 @@
 """Build an LM or Embedder from a spec string, wrapped as MeteredX(CassetteX(lazy backend)).
 
-LM specs:        openai:MODEL | openai-compatible:URL:MODEL | local:smollm2 | hf:PATH_OR_ID | scripted
+LM specs:        openai:MODEL | openai-compatible:URL:MODEL | local:smollm2 | local:igft-labeler | hf:PATH_OR_ID | scripted
 Embedder specs:  openai:MODEL | openai-compatible:URL:MODEL | local:minilm | st:PATH_OR_ID | hashing
 
 The cassette key uses the spec's model name (`openai:gpt-4o`, `openai-compatible:llama3`,
@@ -18,7 +18,7 @@ from igft.llm.base import LM, Embedder, HashingEmbedder, ScriptedLM
 from igft.llm.cassette import CassetteEmbedder, CassetteLM, check_mode
 from igft.llm.usage import Budget, MeteredEmbedder, MeteredLM, UsageMeter
 
-LM_SPEC_FORMS = "openai:MODEL, openai-compatible:URL:MODEL, local:smollm2, hf:PATH_OR_ID, scripted"
+LM_SPEC_FORMS = "openai:MODEL, openai-compatible:URL:MODEL, local:smollm2, local:igft-labeler, hf:PATH_OR_ID, scripted"
 EMBEDDER_SPEC_FORMS = "openai:MODEL, openai-compatible:URL:MODEL, local:minilm, st:PATH_OR_ID, hashing"
 
 
@@ -74,8 +74,11 @@ def parse_spec(spec: str, *, embedder: bool = False) -> ParsedSpec:
         model = match.group("model")
         return ParsedSpec("openai-compatible", model, f"openai-compatible:{model}", base_url=match.group("url"))
     if not embedder and backend == "local":
+        if rest.lower() in {"igft-labeler"}:  # the bundled SmolLM2 + igft's shipped GIFA-labeler adapter
+            return ParsedSpec("local", "local:igft-labeler", "local:igft-labeler")
         if rest.lower() not in {"smollm2", "smollm2-135m", "smollm2-135m-instruct"}:
-            raise SpecError(f"unknown local LLM {rest!r}; the bundled one is local:smollm2 (valid forms: {forms})")
+            raise SpecError(f"unknown local LLM {rest!r}; the bundled ones are local:smollm2 and "
+                            f"local:igft-labeler (valid forms: {forms})")
         return ParsedSpec("local", "local:smollm2", "local:smollm2")
     if not embedder and backend == "hf":
         return ParsedSpec("hf", rest, f"hf:{rest}")
@@ -125,7 +128,12 @@ def _lm_factory(parsed: ParsedSpec, kw: dict) -> Callable[[], LM]:
     def make_local() -> LM:
         from igft.llm.local_backend import LocalHFLM
 
-        return LocalHFLM(parsed.model_id, model=parsed.name, **_pick(kw, "device"))
+        path = parsed.model_id
+        if path == "local:igft-labeler":
+            from igft.llm.local_models import labeler_adapter_path
+
+            path = str(labeler_adapter_path())  # raises one clear error when the adapter files are missing
+        return LocalHFLM(path, model=parsed.name, **_pick(kw, "device"))
     return make_local
 
 

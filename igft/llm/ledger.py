@@ -5,6 +5,10 @@ budget (--max-calls, --max-tokens, --max-dollars) counts what earlier runs there
 ledger holds one entry per run; the current run's entry is rewritten (to a temporary name, then
 renamed, so a kill never leaves a torn file) after every live call, so a run killed with -9 still
 has its spend counted.
+
+A run that starts over (`igft optimize --no-resume`) starts a new job in the same folder: its entry gets
+the next `job` number and budgets count only entries of that job. Earlier jobs' entries stay in the
+file, so `totals(all_jobs=True)` still says what the folder has spent in all.
 """
 from __future__ import annotations
 
@@ -50,13 +54,16 @@ def sum_usage(entries: list[dict]) -> dict:
 class UsageLedger:
     """`usage.json` in an output folder; `attach(meter)` makes the meter count earlier runs' spend."""
 
-    def __init__(self, out_dir: str | os.PathLike, command: str, mode: str | None = None):
+    def __init__(self, out_dir: str | os.PathLike, command: str, mode: str | None = None, *, new_job: bool = False):
         self.path = Path(out_dir) / LEDGER_FILE
         self.command = command
         self.mode = mode
         self._lock = threading.Lock()
         self.earlier: list[dict] = self._load()
-        self.current: dict = {"run": len(self.earlier) + 1, "command": command, "mode": mode,
+        last_job = max((_job(r) for r in self.earlier), default=0)
+        # A new job starts its budget from zero; otherwise this run continues the folder's last job.
+        self.job = last_job + 1 if new_job or not last_job else last_job
+        self.current: dict = {"run": len(self.earlier) + 1, "job": self.job, "command": command, "mode": mode,
                               "started_at": _now(), "finished_at": None}
         self._meter: UsageMeter | None = None
 
@@ -76,8 +83,8 @@ class UsageLedger:
 
     @property
     def prior(self) -> dict:
-        """What the earlier runs in this folder spent, summed."""
-        return sum_usage(self.earlier)
+        """What the earlier runs of this job spent, summed (what this run's budget counts on top of its own)."""
+        return sum_usage([r for r in self.earlier if _job(r) == self.job])
 
     def attach(self, meter: UsageMeter) -> UsageMeter:
         """Make `meter`'s budget checks include earlier runs, and save its counters after every call."""
@@ -112,9 +119,19 @@ class UsageLedger:
         with self._lock:
             return [*self.earlier, dict(self.current)]
 
-    def totals(self) -> dict:
-        """Usage summed over every run in this folder, this one included."""
-        return sum_usage(self.runs())
+    def totals(self, all_jobs: bool = False) -> dict:
+        """Usage summed over every run of this job, this one included (all_jobs: every run in the folder)."""
+        runs = self.runs()
+        totals = sum_usage(runs if all_jobs else [r for r in runs if _job(r) == self.job])
+        totals["job"] = None if all_jobs else self.job
+        return totals
 
     def total_dollars(self) -> float:
+        """Dollars of this job (what --max-dollars counts)."""
         return self.totals()["dollars"]
+
+
+def _job(entry: dict) -> int:
+    # Entries written before jobs existed belong to the folder's first job.
+    job = entry.get("job", 1)
+    return job if isinstance(job, int) and not isinstance(job, bool) else 1

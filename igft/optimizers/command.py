@@ -81,9 +81,11 @@ def resolve(request: OptimizeRequest) -> dict[str, Any]:
     if request.data:
         options["data"] = request.data
     options.update({k: v for k, v in request.overrides.items() if v is not None})
-    search = search_options.coerce({k: v for k, v in options.items() if k not in RUN_DEFAULTS})
+    # Kinds, choices and budget signs checked once, whichever source (flag, run.json, pipeline config) set them.
+    search = search_options.check({k: v for k, v in options.items() if k not in RUN_DEFAULTS})
     options.update(search)
-    return {"algo": request.algo, "mode": mode, "cassette": cassette, "options": options}
+    return {"algo": request.algo, "mode": mode, "cassette": cassette, "options": options,
+            "recorded_trials": recorded.get("recorded_trials")}
 
 
 def backbone_config(algo: str, o: dict[str, Any]):
@@ -126,27 +128,46 @@ def run_optimize(request: OptimizeRequest) -> OptimizeRun:
     if o["max_conversations"]:
         dataset = dataset.head(int(o["max_conversations"]))
     meter = UsageMeter()
-    # --max-dollars counts every run in --out, as in `igft label` (one ledger, usage.json); calls and
-    # tokens of reused trials are already charged from the history.
-    from igft.optimizers.budget import carry_over_usage
+    from igft.optimizers.budget import LiveBudget, carry_over_usage
+    from igft.optimizers.options import build
 
-    ledger = carry_over_usage(request.out, meter, mode=mode)
+    # --max-calls / --max-tokens / --max-dollars are live usage of this job in --out, as in `igft label`:
+    # one ledger (usage.json) over every rerun; --no-resume starts a new job whose count starts at zero.
+    ledger = carry_over_usage(request.out, meter, mode=mode, new_job=not request.resume)
+    live = build(LiveBudget, o).client_budget()
     lm_cassette = cassette / "lm.jsonl" if cassette else None
     emb_cassette = cassette / "embeddings.jsonl" if cassette else None
-    lm = build_lm(o["llm"], mode=mode, cassette=lm_cassette, usage=meter)
+    lm = build_lm(o["llm"], mode=mode, cassette=lm_cassette, usage=meter, budget=live)
+    # The embedder is metered (its live tokens and $ count) but not capped itself: SEE embeds instructions
+    # outside a trial, where a refusal could not stop the search cleanly; the next LLM call checks the cap.
     embedder = build_embedder(o["embedder"], mode=mode, cassette=emb_cassette, usage=meter)
     if mode == "record" and cassette is not None:
         cassette.mkdir(parents=True, exist_ok=True)
-        (cassette / RUN_FILE).write_text(json.dumps({"algo": request.algo, "options": o}, indent=2) + "\n", encoding="utf-8")
-    from igft.optimizers.options import build
-
-    budget = build(SearchBudget, o, dollars_fn=ledger.total_dollars)
+        _write_run_file(cassette, {"algo": request.algo, "options": o})
+    budget = build(SearchBudget, o)
+    if mode == "replay" and o.get("max_trials") is None and settings.get("recorded_trials") is not None:
+        # The recording stopped on a live cap, which a replay (no live call) would never hit: stop where it did.
+        budget.max_trials = int(settings["recorded_trials"])
     search_settings = build(SearchSettings, o)
     out = Path(request.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = run_search(request.algo, dataset, lm, embedder, config=backbone_config(request.algo, o), settings=search_settings,
-                        budget=budget, gifa_config=_gifa_config(o), history_path=out / "history.jsonl",
-                        resume=request.resume, usage=meter)
+    try:
+        result = run_search(request.algo, dataset, lm, embedder, config=backbone_config(request.algo, o),
+                            settings=search_settings, budget=budget, gifa_config=_gifa_config(o),
+                            history_path=out / "history.jsonl", resume=request.resume, usage=meter)
+    finally:
+        ledger.finish()
+    if mode == "record" and cassette is not None and live is not None:
+        # Only a live cap stops a CLI search other than the trial cap (SearchBudget's call caps are library-only).
+        if result.stopped and not result.stopped.startswith("trial"):
+            _write_run_file(cassette, {"algo": request.algo, "options": o,
+                                       "recorded_trials": len(result.history.search_trials())})
+    result.usage["job"] = ledger.totals()
+    if ledger.job > 1 or len(ledger.runs()) > 1:
+        result.usage["folder"] = ledger.totals(all_jobs=True)
     result.save(out)
-    ledger.finish()
     return OptimizeRun(result, settings, meter.snapshot())
+
+
+def _write_run_file(cassette: Path, run: dict) -> None:
+    (cassette / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")

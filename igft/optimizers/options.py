@@ -1,8 +1,9 @@
 """One home for search options: CLI flags, defaults and run.json all come from the config dataclasses.
 
-Each option is one field of SearchSettings, IterativeConfig (random / greedy), SEEConfig,
-HyperbandConfig, SearchBudget or GifaConfig (prefixed `gifa_`); its help text, type, choices and
-default are the field's, written once. A name shared by two configs (`r`, `lagged_feedback`) is one
+Each option is one field of SearchSettings, LiveBudget (live calls / tokens / $ over the job's usage
+ledger, as in `igft label`), SearchBudget (the trial cap), IterativeConfig (random / greedy), SEEConfig,
+HyperbandConfig or GifaConfig (prefixed `gifa_`); its help text, type, choices and default are the
+field's, written once. The pipeline config's `search.options` mapping is checked against the same table. A name shared by two configs (`r`, `lagged_feedback`) is one
 option that sets both. `igft optimize` generates its flags from here, `run_optimize` builds the configs
 from the same table, and a recorded run.json stores the resolved values under the same names.
 """
@@ -33,6 +34,7 @@ class Option:
     choices: tuple | None = None
     metavar: Any = None
     group: str = "search"
+    optional: bool = False  # None is a valid value (e.g. "no cap")
 
 
 # Fields that are library-only (callables, nested configs, prices, instruction lists).
@@ -42,21 +44,23 @@ _GIFA_FIELDS = ("max_tokens", "tokens_per_message", "max_retries", "method", "to
 
 def _sources() -> list[tuple[str, type, str]]:
     from igft.gifa import GifaConfig
-    from igft.optimizers.budget import SearchBudget
+    from igft.optimizers.budget import LiveBudget, SearchBudget
     from igft.optimizers.hyperband import HyperbandConfig
     from igft.optimizers.iterative import IterativeConfig
     from igft.optimizers.search import SearchSettings
     from igft.optimizers.see import SEEConfig
 
-    return [("search", SearchSettings, ""), ("budget", SearchBudget, ""), ("random / greedy", IterativeConfig, ""),
+    return [("search", SearchSettings, ""), ("budget", LiveBudget, ""), ("budget", SearchBudget, ""), ("random / greedy", IterativeConfig, ""),
             ("SEE", SEEConfig, ""), ("Hyperband-SEE", HyperbandConfig, ""), ("GIFA (scoring)", GifaConfig, "gifa_")]
 
 
+def _is_optional(hint) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
+
+
 def _strip_optional(hint):
-    args = typing.get_args(hint)
-    if (typing.get_origin(hint) in (typing.Union, types.UnionType)) and type(None) in args:
-        rest = [a for a in args if a is not type(None)]
-        return rest[0]
+    if _is_optional(hint):
+        return [a for a in typing.get_args(hint) if a is not type(None)][0]
     return hint
 
 
@@ -74,7 +78,7 @@ def options() -> dict[str, Option]:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             table[name] = Option(name, cls, f.name, _strip_optional(hints[f.name]), default, f.metadata["help"],
                                  tuple(f.metadata["choices"]) if "choices" in f.metadata else None,
-                                 f.metadata.get("metavar"), group)
+                                 f.metadata.get("metavar"), group, _is_optional(hints[f.name]))
     return table
 
 
@@ -126,6 +130,57 @@ def coerce(values: dict[str, Any]) -> dict[str, Any]:
     for name, value in values.items():
         out[name] = tuple(value) if isinstance(value, list) else value
     return out
+
+
+def _kind_name(kind) -> str:
+    if typing.get_origin(kind) is tuple:
+        args = typing.get_args(kind)
+        inner = getattr(args[0], "__name__", str(args[0]))
+        return f"a list of {inner}" if len(args) == 2 and args[1] is Ellipsis else f"a list of {len(args)} {inner}"
+    return getattr(kind, "__name__", str(kind))
+
+
+def _fits(kind, value) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind is int:
+        return isinstance(value, int)
+    if kind is float:
+        return isinstance(value, (int, float))
+    if typing.get_origin(kind) is tuple:
+        args = typing.get_args(kind)
+        if not isinstance(value, (list, tuple)):
+            return False
+        if not (len(args) == 2 and args[1] is Ellipsis) and len(value) != len(args):
+            return False
+        return all(_fits(args[0], v) for v in value)
+    return isinstance(value, kind)
+
+
+def check(values: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """Options given by name (a config file's mapping): unknown names and values of the wrong kind or
+    outside the choices raise one OptionError naming the key (and the valid names); returns coerce(values)."""
+    table = options()
+    prefix = f"{where}: " if where else ""
+    unknown = sorted(set(values) - set(table))
+    if unknown:
+        raise OptionError(f"{prefix}unknown option(s) {unknown}; valid: {sorted(table)}")
+    for name, value in values.items():
+        opt = table[name]
+        if value is None:
+            if opt.optional:
+                continue
+            raise OptionError(f"{prefix}{name} may not be null; expected {_kind_name(opt.kind)}")
+        if not _fits(opt.kind, value):
+            raise OptionError(f"{prefix}{name}: expected {_kind_name(opt.kind)}, got {value!r}")
+        if opt.group == "budget" and value < 0:
+            raise OptionError(f"{prefix}{name} must be 0 or more, got {value!r}")
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if opt.choices and any(v not in opt.choices for v in items):
+            raise OptionError(f"{prefix}{name}: {value!r} is not one of {list(opt.choices)}")
+    return coerce(values)
 
 
 def build(cls: type, values: dict[str, Any], **extra):

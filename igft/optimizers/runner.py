@@ -246,8 +246,9 @@ class SearchContext:
     def score_final(self, items: list[tuple[str, str, str, Objective, int]]) -> list[Trial]:
         """Score (name, operator, instruction, objective, r) items once each, after the search.
 
-        They ignore the search budget (a spent budget must not leave a search without its test figure;
-        their cost is recorded on the trials) and are appended as FINAL_PHASE trials in the given order.
+        They are charged to the search budget but never stopped by it (a spent budget must not leave a
+        search without its test figure; the caller lifts the live caps too, see budget.past_live_caps);
+        their cost is recorded on the trials, and they are appended as FINAL_PHASE trials in the given order.
         The slot names the instruction too, so a resumed search that found a better one scores that.
         """
         out = []
@@ -262,7 +263,7 @@ class SearchContext:
                 continue
             cost = TrialCost()
             cached = objective.cached(instruction, r)
-            score = cached or objective.score(instruction, r, MeteredLM(self.labeler_lm, cost, None))
+            score = cached or objective.score(instruction, r, MeteredLM(self.labeler_lm, cost, self.budget, enforce=False))
             trial = Trial(id=self.history.next_id(), slot=slot, phase=FINAL_PHASE, step=0, instruction=instruction,
                           operator=operator, r=min(r, objective.max_r), objective=score.objective, report=score.report,
                           calls=cost.calls, tokens=cost.tokens, cached=cached is not None, labels=score.labels,

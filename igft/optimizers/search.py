@@ -13,7 +13,7 @@ from typing import Any
 
 from igft.data import Dataset
 from igft.errors import IgftError
-from igft.optimizers.budget import SearchBudget
+from igft.optimizers.budget import SearchBudget, past_live_caps
 from igft.optimizers.history import History
 from igft.optimizers.objective import LabelFn, Objective, gifa_label_fn, metrics_report_fn
 from igft.optimizers.prompts import FEEDBACK_GOLD
@@ -110,18 +110,36 @@ def run_search(algo: str, dataset: Dataset, lm, embedder=None, *, config: Any = 
         see_search(ctx, config, embedder=embedder)
     else:
         hyperband_search(ctx, config, embedder=embedder)
-    _score_final(ctx, test_objective, _seed_instruction(getattr(config, "see", config)))
+    before = usage.snapshot() if usage is not None else None
+    # The final scores are what the search is judged by: they may run past a spent cap (charged all the same).
+    with past_live_caps(lm, labeler_lm, embedder):
+        finals = _score_final(ctx, test_objective, _seed_instruction(getattr(config, "see", config)))
+    final_cost = _final_cost(finals, before, usage.snapshot() if usage is not None else None, ctx.stopped)
     snapshot = usage.snapshot() if usage is not None else {}
     snapshot.setdefault("search_budget", ctx.budget.snapshot())
-    return SearchResult(algo=algo, history=history, stopped=ctx.stopped, usage=snapshot, split_sizes=parts.sizes())
+    return SearchResult(algo=algo, history=history, stopped=ctx.stopped, usage=snapshot, split_sizes=parts.sizes(),
+                        final_scoring=final_cost)
 
 
-def _score_final(ctx: SearchContext, test_objective: Objective, seed: str) -> None:
+def _final_cost(finals, before: dict | None, after: dict | None, stopped: str | None) -> dict:
+    """What the final scoring cost: calls/tokens of its trials (reused ones: their recorded cost) and, with
+    a usage meter, the live calls, tokens and $ this run spent on it."""
+    cost = {"trials": len(finals), "calls": sum(t.calls for t in finals), "tokens": sum(t.tokens for t in finals),
+            "after_budget_stop": stopped is not None and not stopped.startswith("trial")}
+    if before is not None and after is not None:
+        cost["live_calls"] = after["live_calls"] - before["live_calls"]
+        cost["live_tokens"] = (after["live_prompt_tokens"] + after["live_completion_tokens"]
+                               - before["live_prompt_tokens"] - before["live_completion_tokens"])
+        cost["dollars"] = round(after["dollars"] - before["dollars"], 6)
+    return cost
+
+
+def _score_final(ctx: SearchContext, test_objective: Objective, seed: str) -> list:
     """The seed instruction on validation at the best's r (it may not have been a trial), then best and
     seed on the whole test split. The first reads of the test split's gold labels happen here."""
     best = ctx.history.best_at_full_resource()
     if best is None:
-        return
-    ctx.score_final([("seed_val", "seed", seed, ctx.objective, best.r),
+        return []
+    return ctx.score_final([("seed_val", "seed", seed, ctx.objective, best.r),
                      ("best_test", "best", best.instruction, test_objective, test_objective.max_r),
                      ("seed_test", "seed", seed, test_objective, test_objective.max_r)])

@@ -32,22 +32,56 @@ class Stage1Config:
 
 @dataclass
 class SearchConfig:
+    """Which backbones run, and their options: the four keys here, plus any `igft optimize` option in `options`.
+
+    Every option name, kind, default and help is igft.optimizers.options.options()'s (`igft optimize
+    --help`): the pipeline, the CLI and run.json share one table. Defaults are that table's.
+    """
+
     backbones: list[str] = field(default_factory=lambda: list(BACKBONES),
                                  metadata={"help": f"prompt-search backbones to run, any of {list(BACKBONES)}"})
-    max_trials: int | None = field(default=None, metadata={"help": "stop each search after this many scored instructions (None: the backbone's own schedule)"})
-    max_calls: int | None = field(default=None, metadata={"help": "stop each search after this many LLM calls"})
-    concurrency: int = field(default=1, metadata={"help": "instructions scored in parallel (results do not depend on it)"})
-    # Search options with the default and help of their home, igft.optimizers.search.SearchSettings.
-    feedback_gold: str = field(default_factory=lambda: _search_default("feedback_gold"),
-                               metadata={"help": "gold information in feedback prompts: examples | names | none (see igft optimize --help)"})
-    missing: str = field(default_factory=lambda: _search_default("missing"),
-                         metadata={"help": "unlabeled messages in the search objective: cluster | drop | singleton"})
+    max_trials: int | None = field(default_factory=lambda: _option_default("max_trials"),
+                                   metadata={"help": "stop each search after this many scored instructions (None: the backbone's own schedule)"})
+    max_calls: int | None = field(default_factory=lambda: _option_default("max_calls"),
+                                  metadata={"help": "stop each search before the live LLM call that would exceed this many live "
+                                                    "calls, counted over every rerun in its output folder (as igft label / "
+                                                    "optimize --max-calls); replays cost nothing"})
+    concurrency: int = field(default_factory=lambda: _option_default("concurrency"),
+                             metadata={"help": "instructions scored in parallel (results do not depend on it)"})
+    options: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "any other igft optimize option by name, e.g. {feedback_rounds: 3, eta: 2, feedback_gold: names, "
+                "missing: drop, split: [0.2, 0.5, 0.3]}; ignored by the bundled replay (it keeps its recorded settings)"})
 
 
-def _search_default(name: str):
-    from igft.optimizers.search import SearchSettings
+# Optimize options that have their own key in the pipeline config: set them there, not again in `options`.
+_TOP_LEVEL_OPTIONS = ("max_trials", "max_calls", "concurrency")
+_OWN_KEYS = {**{name: f"search.{name}" for name in _TOP_LEVEL_OPTIONS}, "seed": "seed (top level)"}
 
-    return getattr(SearchSettings(), name)
+
+def _option_default(name: str):
+    from igft.optimizers.options import options
+
+    return options()[name].default
+
+
+def check_search_options(values: dict[str, Any], where: str = "search.options") -> dict[str, Any]:
+    """The `search.options` mapping checked against the optimize option table (one ConfigError otherwise)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of optimize option names to values, got {type(values).__name__}")
+    twice = sorted(set(values) & set(_OWN_KEYS))
+    if twice:
+        raise ConfigError(f"{where}: {twice[0]} has its own key in the config; set {_OWN_KEYS[twice[0]]}, "
+                          f"not {where}.{twice[0]}")
+    return _check_options(values, where)
+
+
+def _check_options(values: dict[str, Any], where: str) -> dict[str, Any]:
+    from igft.optimizers.options import OptionError, check
+
+    try:
+        return check(values, where)
+    except OptionError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @dataclass
@@ -85,6 +119,8 @@ class PipelineConfig:
         unknown = [b for b in self.search.backbones if b not in BACKBONES]
         if unknown:
             raise ConfigError(f"search.backbones: unknown backbone(s) {unknown}; valid: {list(BACKBONES)}")
+        check_search_options(self.search.options)
+        _check_options({k: getattr(self.search, k) for k in _TOP_LEVEL_OPTIONS}, "search")
         if self.stage1.labeler not in ("gifa", "embeddings", "hybrid"):
             raise ConfigError(f"stage1.labeler {self.stage1.labeler!r} is not one of ['gifa', 'embeddings', 'hybrid']")
         if self.stage2.format not in ("response", "intent+response"):
@@ -127,6 +163,8 @@ def _check_type(hint: Any, value: Any, where: str) -> None:
     for option in options:
         origin = getattr(option, "__origin__", option)
         if origin is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return
+        if origin is dict and isinstance(value, dict):  # its keys and values are checked by validate()
             return
         if origin is int and isinstance(value, int) and not isinstance(value, bool):
             return

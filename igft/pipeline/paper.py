@@ -41,11 +41,11 @@ def _stage1_folder(path: Path) -> Path | None:
     return None
 
 
-def find_paper_runs(explicit: str | Path | None = None) -> Path | None:
+def find_paper_runs(explicit: str | Path | None = None, flag: str = "--paper-runs") -> Path | None:
     """The paper's `Stage 1/` folder from `explicit`, else $IGFT_PAPER_RUNS / $IGFT_PAPER_STAGE1; None if unset.
 
     A path that is given but holds no such folder is an error (one line), never silently skipped."""
-    given = [(str(explicit), "--paper-runs")] if explicit else []
+    given = [(str(explicit), flag)] if explicit else []
     given += [(os.environ[v], f"${v}") for v in ENV_VARS if os.environ.get(v)]
     if not given:
         return None
@@ -66,7 +66,7 @@ def download_paper_repo(dest: str | Path, *, timeout: float = 300) -> Path:
         return found
     if shutil.which("git") is None:
         raise PaperRunsUnavailable(f"git is not installed; install it, or download {PAPER_REPO_URL} at commit "
-                                   f"{PAPER_COMMIT} by hand and pass its folder with --paper-runs")
+                                   f"{PAPER_COMMIT} by hand and give igft its folder (paper-runs PATH, demo --paper-runs)")
     if dest.exists() and any(dest.iterdir()):
         raise PaperRunsUnavailable(f"{dest} exists and is not empty; give a new folder to clone into")
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}  # never wait for credentials
@@ -77,11 +77,11 @@ def download_paper_repo(dest: str | Path, *, timeout: float = 300) -> Path:
                        text=True, timeout=60, env=env)
     except subprocess.TimeoutExpired:
         raise PaperRunsUnavailable(f"no network: cloning {PAPER_REPO_URL} timed out after {timeout:.0f} s; "
-                                   "clone it on a machine with network and pass the folder with --paper-runs") from None
+                                   "clone it on a machine with network and give igft its folder (paper-runs PATH, demo --paper-runs)") from None
     except subprocess.CalledProcessError as exc:
         reason = (exc.stderr or "").strip().splitlines()[-1:] or ["git failed"]
         raise PaperRunsUnavailable(f"no network or no access: cannot clone {PAPER_REPO_URL} ({reason[0]}); clone it on "
-                                   "a machine with network and pass the folder with --paper-runs") from None
+                                   "a machine with network and give igft its folder (paper-runs PATH, demo --paper-runs)") from None
     found = _stage1_folder(dest)
     if found is None:
         raise PaperRunsUnavailable(f"{dest}: cloned, but commit {PAPER_COMMIT} has no 'Stage 1/' folder with the toy runs")

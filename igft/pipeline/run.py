@@ -58,17 +58,68 @@ def _stage2_dataset(cfg: PipelineConfig, stage1_run):
     return stage1_run.dataset
 
 
-def _hybrid_lm(cfg: PipelineConfig):
-    """The LLM of the hybrid labeler row: the configured one live/recorded, or a bundled hybrid recording."""
-    from igft.llm.factory import build_lm
+@dataclass
+class HybridModels:
+    """What the hybrid labeler row runs with: its LLM, its embedder, its options and one meter for both."""
+    lm: Any
+    embedder: Any
+    options: dict[str, Any]
+    meter: Any
+    recording: Path | None  # the cassette folder replayed or recorded into, if any
+
+
+def _hybrid_models(cfg: PipelineConfig, shared_embedder) -> HybridModels | None:
+    """The hybrid row's models: a recording (cfg.cassette_dir/hybrid or the bundled simulated_runs/hybrid)
+    replayed in dummy mode, else the configured LLM (recorded into cassette_dir/hybrid in record mode).
+
+    A replay takes its embedder and options from the recording's run.json and replays the recorded
+    vectors too, so the clusters (and hence the naming prompts) are exactly the recorded ones on any
+    machine: a live MiniLM could round a vector differently and miss the cassette. None when dummy mode
+    has nothing recorded (the row is left out and the summary says why)."""
+    from igft.llm.factory import build_embedder, build_lm
+    from igft.llm.usage import UsageMeter
     from igft.pipeline.stage1 import cassette_for
 
     cassette = cassette_for(cfg, "hybrid")
+    folder = Path(cassette) if cassette else None
+    meter = UsageMeter()
     if cfg.mode == "replay":
-        if cassette is None or not Path(cassette).is_dir() or not any(Path(cassette).glob("*.jsonl")):
-            return None  # nothing recorded to replay: the row is left out and the summary says why
-        return build_lm(cfg.llm, mode="replay", cassette=Path(cassette) / "lm.jsonl")
-    return build_lm(cfg.llm, mode=cfg.mode, cassette=Path(cassette) / "lm.jsonl" if cassette else None)
+        if folder is None or not (folder / "lm.jsonl").is_file():
+            return None
+        recorded = _read_hybrid_run_file(folder)
+        embedder = (build_embedder(recorded.get("embedder", "local:minilm"), mode="replay",
+                                   cassette=folder / "embeddings.jsonl", usage=meter)
+                    if (folder / "embeddings.jsonl").is_file() else shared_embedder)
+        lm = build_lm(recorded.get("llm", cfg.llm), mode="replay", cassette=folder / "lm.jsonl", usage=meter)
+        return HybridModels(lm, embedder, dict(recorded.get("options", {})), meter, folder)
+    lm = build_lm(cfg.llm, mode=cfg.mode, cassette=folder / "lm.jsonl" if folder else None, usage=meter)
+    embedder = shared_embedder
+    if folder is not None:
+        embedder = build_embedder(cfg.embedder, mode=cfg.mode, cassette=folder / "embeddings.jsonl", usage=meter)
+        if cfg.mode == "record":
+            _write_hybrid_run_file(folder, cfg)
+    return HybridModels(lm, embedder, {}, meter, folder)
+
+
+def _read_hybrid_run_file(folder: Path) -> dict[str, Any]:
+    path = folder / "run.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        from igft.errors import IgftError
+        raise IgftError(f"cannot read {path}: {err}; fix or delete it") from None
+
+
+def _write_hybrid_run_file(folder: Path, cfg: PipelineConfig) -> None:
+    """The same run.json layout as `igft label`'s, so `igft label --cassette FOLDER` replays it too."""
+    from igft.llm.factory import redacted_spec
+
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"labeler": "hybrid", "llm": redacted_spec(cfg.llm), "embedder": redacted_spec(cfg.embedder, embedder=True),
+              "data": cfg.data or "toy", "max_conversations": None, "options": {}, "gifa": {"seed": cfg.seed}}
+    (folder / "run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 def _compare_labelers(cfg: PipelineConfig, stage1, out: Path, summary: dict) -> pd.DataFrame:
@@ -76,12 +127,17 @@ def _compare_labelers(cfg: PipelineConfig, stage1, out: Path, summary: dict) -> 
     from igft.pipeline.plots import plot_labelers
     from igft.pipeline.stage1 import compare_labelers
 
-    # The comparison embeds texts the recording never saw (message + context), so in dummy mode it
-    # uses the bundled MiniLM live: it is offline and deterministic.
+    # The comparison embeds texts the GIFA recording never saw (message + context), so in dummy mode
+    # the embedding rows use the bundled MiniLM live: it is offline and deterministic.
     embedder = build_embedder("local:minilm" if cfg.mode == "replay" else cfg.embedder, mode="live")
-    lm = _hybrid_lm(cfg)
+    hybrid = _hybrid_models(cfg, embedder)
     gifa_name = f"gifa ({cfg.mode}{', SmolLM2-135M: machinery only' if stage1.settings['llm'] == BUNDLED_LLM else ''})"
-    table = compare_labelers(stage1.dataset, embedder, {gifa_name: stage1.result}, seed=cfg.seed, lm=lm)
+    table, results = compare_labelers(
+        stage1.dataset, embedder, {gifa_name: stage1.result}, seed=cfg.seed,
+        lm=hybrid.lm if hybrid else None, hybrid_embedder=hybrid.embedder if hybrid else None,
+        hybrid_options=hybrid.options if hybrid else None, return_results=True,
+        hybrid_name=(f"hybrid ({cfg.mode}, SmolLM2-135M + TF-IDF names)"
+                     if hybrid and hybrid.lm.model == BUNDLED_LLM else None))
     table.to_csv(out / "stage1" / "labelers.csv", index=False)
     plot_labelers(table, out / "stage1" / "labelers.png",
                   title=f"labelers on {Path(stage1.dataset.source).name} against its gold intents")
@@ -89,9 +145,23 @@ def _compare_labelers(cfg: PipelineConfig, stage1, out: Path, summary: dict) -> 
     summary["labelers_data"] = {"source": Path(stage1.dataset.source).name, "conversations": len(stage1.dataset),
                                 "messages": stage1.dataset.n_messages,
                                 "gold_intents": len({m.intent for m in stage1.dataset.messages})}
-    if lm is None:
+    if hybrid is None:
         summary["labelers_note"] = ("hybrid labeler not shown: it needs an LLM that names intents and no hybrid "
-                                    "recording is bundled; run `igft label --labeler hybrid --lm SPEC`")
+                                    "recording is bundled; run `igft label --labeler hybrid --llm SPEC`")
+    else:
+        stats = next(r.stats for name, r in results.items() if name.startswith("hybrid"))
+        usage = hybrid.meter.snapshot()
+        summary["hybrid"] = {"mode": cfg.mode, "recording": str(hybrid.recording) if hybrid.recording else None,
+                             "llm": stats.get("lm"), "llm_calls": stats.get("calls"),
+                             "live_llm_calls": usage.get("live_calls"),
+                             "live_embedded_texts": usage.get("live_embedded_texts"),
+                             "proposed_clusters": stats.get("n_proposed_clusters"),
+                             "fallback_names": stats.get("fallback_names"), "splits": stats.get("splits"),
+                             "merges": stats.get("merges")}
+        if stats.get("lm") == BUNDLED_LLM:
+            summary["labelers_note"] = (
+                f"hybrid {cfg.mode}: SmolLM2-135M named {stats['n_proposed_clusters'] - stats['fallback_names']} of "
+                f"{stats['n_proposed_clusters']} clusters usably, the rest keep TF-IDF names; merges {stats['merges']}")
     return table
 
 
@@ -128,12 +198,14 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, progress: bool = True
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
     timings: dict[str, float] = {}
+    cpu_timings: dict[str, float] = {}  # CPU seconds of this process: what load on a shared machine does not inflate
     summary: dict[str, Any] = {"mode": cfg.mode}
 
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     logger.info("stage 1: labeling with %s", cfg.stage1.labeler)
     stage1 = run_stage1(cfg, out / "stage1", progress=progress)
     timings["stage1_labeling"] = time.perf_counter() - start
+    cpu_timings["stage1_labeling"] = time.process_time() - cpu0
     machinery = stage1.settings["llm"] == BUNDLED_LLM and cfg.mode == "replay"
     summary["stage1"] = {"labeler": stage1.settings["labeler"], "llm": stage1.settings["llm"],
                          "messages_labeled": len(stage1.result.labels), "messages": stage1.dataset.n_messages,
@@ -146,28 +218,31 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, progress: bool = True
 
     labelers = None
     if cfg.stage1.compare_labelers and stage1.dataset.has_gold:
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         labelers = _compare_labelers(cfg, stage1, out, summary)
         timings["stage1_labelers"] = time.perf_counter() - start
+        cpu_timings["stage1_labelers"] = time.process_time() - cpu0
         if on_labelers is not None:
             on_labelers("\n".join([summary_header(summary, out), *_section_labelers(summary, out)]))
 
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     paper = _paper(cfg, paper_folder, out, summary)
     if paper is not None:
         timings["paper_runs"] = time.perf_counter() - start
+        cpu_timings["paper_runs"] = time.process_time() - cpu0
 
     searches = {}
     if cfg.search.backbones:
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         searches = run_backbones(cfg, out / "search", progress=progress)
         summary["search"] = {name: r.summary() for name, r in searches.items()}
         summary["search_machinery_only"] = machinery and cfg.cassette_dir is None and cfg.data is None
         timings["search"] = time.perf_counter() - start
+        cpu_timings["search"] = time.process_time() - cpu0
 
     stage2 = None
     if cfg.stage2.enabled:
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         stage2 = run_stage2(cfg, _stage2_dataset(cfg, stage1), out / "stage2")
         summary["stage2"] = {**stage2.comparison(), "model": cfg.stage2.model, "format": cfg.stage2.format,
                              "labels_from": cfg.stage2.labels_from, "steps": cfg.stage2.max_steps,
@@ -177,8 +252,11 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, progress: bool = True
         if losses:
             summary["stage2"]["train_loss_first_last"] = [losses[0], losses[-1]]
         timings["stage2"] = time.perf_counter() - start
+        cpu_timings["stage2"] = time.process_time() - cpu0
+        summary["stage2"]["seconds"] = stage2.seconds
 
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
+    summary["cpu_seconds"] = {k: round(v, 1) for k, v in cpu_timings.items()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     return PipelineResult(out, summary, labelers, searches, stage2, paper)
 
@@ -276,4 +354,6 @@ def summarize(result: PipelineResult, *, skip_labelers: bool = False) -> str:
     lines = [] if skip_labelers else [summary_header(s, out), *_section_labelers(s, out)]
     lines += _section_paper(s) + _section_replays(s) + _section_stage2(s, out)
     lines.append("seconds: " + ", ".join(f"{k} {v}" for k, v in s["seconds"].items()))
+    if s.get("cpu_seconds"):
+        lines.append("CPU seconds: " + ", ".join(f"{k} {v}" for k, v in s["cpu_seconds"].items()))
     return "\n".join(lines)

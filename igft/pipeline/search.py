@@ -21,13 +21,16 @@ def run_backbones(cfg: PipelineConfig, out_dir: str | Path, progress: bool = Tru
     out = Path(out_dir)
     bundled_replay = cfg.data is None and cfg.cassette_dir is None and cfg.mode == "replay"
     results: dict[str, SearchResult] = {}
+    if bundled_replay and cfg.search.options:
+        logger.warning("search.options %s ignored: the bundled replay keeps its recorded settings (set data or "
+                       "cassette_dir to search with them)", sorted(cfg.search.options))
     for algo in cfg.search.backbones:
         logger.info("prompt search: %s", algo)
+        # max_calls counts live calls over reruns in the backbone's folder, so it cannot change a replay.
         overrides = {"max_trials": cfg.search.max_trials, "max_calls": cfg.search.max_calls}
         if not bundled_replay:  # a bundled replay keeps the recorded settings, so it sends the recorded requests
             overrides.update({"llm": cfg.llm, "embedder": cfg.embedder, "seed": cfg.seed,
-                              "concurrency": cfg.search.concurrency, "feedback_gold": cfg.search.feedback_gold,
-                              "missing": cfg.search.missing})
+                              "concurrency": cfg.search.concurrency, **cfg.search.options})
         request = OptimizeRequest(algo=algo, out=str(out / ALGO_DIRS[algo]), data=cfg.data, mode=cfg.mode,
                                   cassette=cassette_for(cfg, ALGO_DIRS[algo]), overrides=overrides)
         results[algo] = run_optimize(request).result

@@ -45,23 +45,27 @@ def run_stage1(cfg: PipelineConfig, out_dir: str | Path, progress: bool = True) 
 
 
 def compare_labelers(dataset: Dataset, embedder, labeled: dict[str, LabelingResult] | None = None,
-                     seed: int = 0, lm=None) -> pd.DataFrame:
+                     seed: int = 0, lm=None, *, hybrid_embedder=None, hybrid_options: dict | None = None,
+                     hybrid_name: str | None = None, return_results: bool = False):
     """AMI, NCA, AMI x NCA, ARI, Hungarian ACC, coverage and intent counts of several labelers on one gold dataset.
 
     Rows, best offline first: the embedding labeler with automatic k (it never sees the gold count) and
     with the oracle k (the gold number of intents, KMeans); the hybrid labeler when an `lm` is given
-    (embeddings propose clusters, the LLM names, splits and merges them); then `labeled`, results
-    already computed (e.g. {"gifa (replay)": result}).
+    (embeddings propose clusters, the LLM names, splits and merges them; with `hybrid_embedder`, e.g.
+    a replayed recording's vectors, and `hybrid_options`, HybridConfig/EmbeddingLabelerConfig keys);
+    then `labeled`, results already computed (e.g. {"gifa (replay)": result}).
+    Returns the table, or (table, {row name: LabelingResult}) with return_results.
     """
     from igft.discover import label_with
     from igft.metrics import evaluate_labels
 
     if not dataset.has_gold:
         raise ValueError(f"{dataset.source} has no gold intents to compare labelers against")
-    rows = []
+    rows, results = [], {}
 
     def add(name: str, result: LabelingResult, seconds: float | None) -> None:
         report = evaluate_labels(dataset, result.labels).to_dict()
+        results[name] = result
         rows.append({"labeler": name, "AMI": report["AMI"], "NCA": report["NCA"], "AMI_x_NCA": report["AMI_x_NCA"],
                      "ARI": report["ARI"], "accuracy_hungarian": report["accuracy_hungarian"],
                      "coverage": len(result.labels) / max(dataset.n_messages, 1),
@@ -69,14 +73,16 @@ def compare_labelers(dataset: Dataset, embedder, labeled: dict[str, LabelingResu
                      "seconds": seconds})
 
     n_gold = len({m.intent for m in dataset.messages})
-    runs = [("embeddings (automatic k)", "embeddings", {}),
-            (f"embeddings (oracle k={n_gold}, KMeans)", "embeddings", {"method": "kmeans", "n_clusters": n_gold})]
+    runs = [("embeddings (automatic k)", "embeddings", embedder, {}),
+            (f"embeddings (oracle k={n_gold}, KMeans)", "embeddings", embedder, {"method": "kmeans", "n_clusters": n_gold})]
     if lm is not None:
-        runs.append((f"hybrid ({getattr(lm, 'model', 'LLM')})", "hybrid", {}))
-    for name, labeler, options in runs:
+        runs.append((hybrid_name or f"hybrid ({getattr(lm, 'model', 'LLM')})", "hybrid", hybrid_embedder or embedder,
+                     dict(hybrid_options or {})))
+    for name, labeler, emb, options in runs:
         start = time.perf_counter()
-        result = label_with(labeler, dataset, embedder=embedder, lm=lm, seed=seed, **options)
+        result = label_with(labeler, dataset, embedder=emb, lm=lm, seed=seed, **options)
         add(name, result, round(time.perf_counter() - start, 2))
     for name, result in (labeled or {}).items():
         add(name, result, result.stats.get("seconds"))
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return (table, results) if return_results else table

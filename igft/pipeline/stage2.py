@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,9 @@ class Stage2Result:
     base_scores: dict[str, Any] | None = None
     catalog: list[str] = field(default_factory=list)
     comparison_png: Path | None = None
+    # per phase: {"train": {"wall": s, "cpu": s}, ...}; cpu = this process's CPU time (all threads),
+    # which a shared machine's load does not inflate the way it inflates wall time
+    seconds: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def replies_table(self, n: int = 10) -> pd.DataFrame:
         """Generated replies beside the gold replies (and intents for intent+response)."""
@@ -91,6 +96,21 @@ def _generate(samples, path: Path, cfg: PipelineConfig, catalog: list[str], *, m
                                 logits_processor=processors)
 
 
+class _Phases:
+    """Wall and CPU seconds of each named phase."""
+
+    def __init__(self):
+        self.seconds: dict[str, dict[str, float]] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.seconds[name] = {"wall": round(time.perf_counter() - wall, 1), "cpu": round(time.process_time() - cpu, 1)}
+
+
 def run_stage2(cfg: PipelineConfig, dataset: Dataset, out_dir: str | Path) -> Stage2Result:
     """Fine-tune (LoRA on CPU, QLoRA on a CUDA GPU), generate for held-out conversations, score; the same
     for the base model when `compare_base`."""
@@ -109,22 +129,28 @@ def run_stage2(cfg: PipelineConfig, dataset: Dataset, out_dir: str | Path) -> St
                             output_dir=str(out / "finetune"))
     logger.info("stage 2: fine-tuning %s on %d conversations (%s, %d steps)", config.model, len(train_set),
                 config.format, config.max_steps)
-    result = train(config, train_set)
+    phase = _Phases()
+    with phase("train"):
+        result = train(config, train_set)
     catalog = training_catalog(train_set) if s2.format == "intent+response" else []
     samples = evaluation_samples(held_out, s2.format, None)
     logger.info("stage 2: generating %d held-out replies with the fine-tuned model%s", len(samples),
                 f" (intents decoded over {len(catalog)} training intents)" if catalog and s2.constrained_intents else "")
-    predictions = _generate(samples, out / "predictions.jsonl", cfg, catalog, model_spec=None, adapter=result.adapter_dir)
-    scores = score_predictions(predictions)
+    with phase("generate_finetuned"):
+        predictions = _generate(samples, out / "predictions.jsonl", cfg, catalog, model_spec=None, adapter=result.adapter_dir)
+    with phase("score_finetuned"):
+        scores = score_predictions(predictions)
     (out / "scores.json").write_text(json.dumps(scores, indent=2), encoding="utf-8")
     base_predictions, base_scores = [], None
     if s2.compare_base:
         logger.info("stage 2: the same replies from the base model %s", model)
-        base_predictions = _generate(samples, out / "base_predictions.jsonl", cfg, catalog, model_spec=model, adapter=None)
-        base_scores = score_predictions(base_predictions)
+        with phase("generate_base"):
+            base_predictions = _generate(samples, out / "base_predictions.jsonl", cfg, catalog, model_spec=model, adapter=None)
+        with phase("score_base"):
+            base_scores = score_predictions(base_predictions)
         (out / "base_scores.json").write_text(json.dumps(base_scores, indent=2), encoding="utf-8")
     stage2 = Stage2Result(result.output_dir, result.adapter_dir, result.output_dir / "loss.png", result.log,
-                          predictions, scores, base_predictions, base_scores, catalog)
+                          predictions, scores, base_predictions, base_scores, catalog, seconds=phase.seconds)
     if base_scores is not None:
         from igft.pipeline.plots import plot_stage2_comparison
         stage2.comparison_png = plot_stage2_comparison(stage2.comparison(), out / "base_vs_finetuned.png")

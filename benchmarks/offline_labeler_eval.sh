@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Item 3 of issue 15: GIFA with the shipped igft-labeler vs the embedding labeler, on data the
+# labeler was not trained on: the paper's toy conversations and the first dialogues of two SGD dev
+# services (Restaurants_2: domain seen in training under other services; Weather_1: domain unseen).
+#   bash benchmarks/offline_labeler_eval.sh [OUT] [SGD_DIALOGUES]
+set -euo pipefail
+OUT=${1:-runs/ol_eval}
+N_SGD=${2:-3}
+EXT=../shared/external
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg OMP_NUM_THREADS=1
+mkdir -p "$OUT"
+python - "$OUT" "$N_SGD" <<'PY'
+import sys
+from igft.data import load_conversations
+out, n = sys.argv[1], int(sys.argv[2])
+for service in ("Restaurants_2", "Weather_1"):
+    load_conversations(f"../shared/external/sgd/dev/{service}.csv").head(n).save(f"{out}/sgd_{service}.csv")
+PY
+run() {  # name data labeler-args...
+  local name=$1 data=$2; shift 2
+  local start=$(date +%s.%N)
+  igft label --mode live --data "$data" --out "$OUT/$name" --overwrite --no-progress --max-failed-share 1.0 "$@" \
+      > "$OUT/$name.log" 2>&1 || echo "igft label exited $? for $name" >> "$OUT/$name.log"
+  local end=$(date +%s.%N)
+  echo "{\"name\": \"$name\", \"wall_s\": $(python -c "print(round($end-$start,1))")}" > "$OUT/$name.wall.json"
+  igft evaluate --gold "$data" --pred "$OUT/$name/labels.csv" --json > "$OUT/$name.eval.json"
+  echo "$name: $(cat "$OUT/$name.eval.json" | head -c 400)"
+}
+TOY=$EXT/paper_runs/toy_conversations.csv
+for data in "$TOY" "$OUT/sgd_Restaurants_2.csv" "$OUT/sgd_Weather_1.csv"; do
+  tag=$(basename "$data" .csv)
+  run "emb_$tag" "$data" --labeler embeddings --embedder local:minilm
+done
+for data in "$TOY" "$OUT/sgd_Restaurants_2.csv" "$OUT/sgd_Weather_1.csv"; do
+  tag=$(basename "$data" .csv)
+  run "gifa_$tag" "$data" --labeler gifa --llm local:igft-labeler --embedder local:minilm
+done
