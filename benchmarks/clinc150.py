@@ -10,7 +10,11 @@ called out-of-scope; report on `test` + `oos_test`:
 - training wall time.
 The LLM methods (head, generative: SmolLM2 + LoRA; prompt: SmolLM2 zero-shot) would take hours here,
 so they run on a budget (a few training rows per intent, a few optimizer steps, a subset of the test
-rows), printed in the table's budget column; their figures are not comparable with the full-data rows.
+rows spread over the intents, a subset of val + oos_val for their threshold), printed in the table's
+budget column; their figures are not comparable with the full-data rows. Options that make them fit
+(real options of the library methods): `--head-freeze-base` (head: score head only, frozen base),
+`--generative-no-taxonomy` (generative: no label list in the prompt, constrained decoding),
+`--prompt-shortlist N` (prompt: only the N MiniLM-nearest intents listed; its recall is reported).
 """
 from __future__ import annotations
 

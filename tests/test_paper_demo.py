@@ -58,3 +58,19 @@ def test_paper_figures_rescore_gpt4o_gifa_and_the_four_searches():
     assert 0.3 < gifa["AMI"] < 0.5  # the recorded GPT-4o labels, exact alignment (the paper's join prints 0.417)
     assert set(figures["search"]) == {"random", "greedy", "see", "hyperband_see"}
     assert all(r["best_AMI_x_NCA"] > 0.3 for r in figures["search"].values())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (PAPER / "toy_conversations.csv").is_file(), reason="paper artifacts not in ../shared/external")
+def test_demo_with_paper_runs_shows_the_replayed_hybrid_row_beside_the_paper(tmp_path):
+    """Stage 1 of the demo with the paper's artifacts: the offline labelers (hybrid replayed) and the paper's GPT-4o."""
+    from igft.pipeline import config_from_dict, run_pipeline, summarize
+
+    cfg = config_from_dict({"paper_runs": str(PAPER), "search": {"backbones": []}, "stage2": {"enabled": False}})
+    result = run_pipeline(cfg, tmp_path / "demo", progress=False)
+    names = [row["labeler"] for row in result.summary["labelers"]]
+    assert names[0] == "embeddings (automatic k)" and any(n.startswith("hybrid (replay") for n in names), names
+    assert result.summary["hybrid"]["live_llm_calls"] == 0 and result.summary["hybrid"]["llm_calls"] > 0
+    assert result.summary["paper"]["labelers"][0]["labeler"].startswith("paper GIFA")
+    text = summarize(result)
+    assert text.index("hybrid (replay") < text.index("The paper's recorded GPT-4o runs")

@@ -106,6 +106,13 @@ def test_demo_tells_the_story_and_stage2_meets_its_targets(tmp_path):
     assert summary["stage1"]["messages"] == 267 and set(summary["search"]) == {"random", "greedy", "see", "hyperband-see"}
     names = [row["labeler"] for row in summary["labelers"]]
     assert names[0] == "embeddings (automatic k)" and any(n.startswith("gifa") for n in names)
+    # the hybrid row is the bundled SmolLM2 recording replayed: every call from the cassette, none live
+    assert any(n.startswith("hybrid (replay") for n in names), names
+    assert summary["hybrid"]["llm_calls"] > 0 and summary["hybrid"]["live_llm_calls"] == 0, summary["hybrid"]
+    assert summary["hybrid"]["live_embedded_texts"] == 0
+    assert any(line.lstrip().startswith("hybrid (replay") for line in lines[:8])
+    assert {"stage1_labelers", "stage2"} <= set(summary["cpu_seconds"])
+    assert {"train", "generate_finetuned", "generate_base"} <= set(summary["stage2"]["seconds"])
     stage2 = summary["stage2"]
     for model in ("finetuned", "base"):
         assert {"intent_f1", "malformed_share"} <= set(stage2[model]), stage2

@@ -8,6 +8,10 @@ Decoding can only produce a valid label for every field, so every output parses:
   skeleton or an allowed label are permitted (a token trie per field);
 - "score": for each field in order, every allowed label is scored by its summed log-likelihood given
   the prompt and the fields chosen so far (batched), and the best is taken.
+`predict_proba` is the softmax of the "score" log-likelihoods over each field's labels (one scored
+sequence per label and text: cheap for small label sets, slow for 150 intents on a CPU).
+`taxonomy_in_prompt=False` drops the label lists from the system prompt: the fine-tune learns the label
+names and the trie still keeps every answer inside the label set (a 150-label list is ~1,500 tokens a row).
 To make the trie exact, the answer's token ids are built piecewise (skeleton pieces and labels are
 tokenized separately and concatenated) in training and decoding alike.
 

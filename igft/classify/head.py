@@ -12,6 +12,9 @@ Training runs on transformers' Trainer (`WeightedLossTrainer` overrides `compute
 so the options of igft.classify.llm_training apply: batch_size, grad_accum, schedule + warmup, mixed
 precision, validation loss + early stopping, checkpoints + resume, report_to. `quantize="4bit"` loads
 the base in NF4 through bitsandbytes (its CPU backend too) and keeps the score head in full precision.
+`freeze_base=True` trains the score head alone on the frozen base (a linear probe of the last token's
+state, no LoRA): each step is a forward pass only, the variant that fits many steps on a CPU.
+`predict_proba` is the softmax of each field's logit slice (the out-of-scope threshold reads it).
 """
 from __future__ import annotations
 

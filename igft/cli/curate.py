@@ -31,8 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="curate_command", metavar="STEP", required=True)
 
     helps = DetectorConfig.field_help()
-    r = sub.add_parser("redact", help="replace PII with typed placeholders ({{EMAIL_1}}), consistent within a conversation",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    r = sub.add_parser("redact", help="replace PII with typed placeholders ({{EMAIL_1}}), consistent within a conversation")
     _data_args(r, "DIR/redacted.csv and DIR/redaction_report.json (counts per type, never the values)")
     r.add_argument("--entities", help=helps["entity_types"])
     r.add_argument("--ner-model", help=helps["ner_model"])
@@ -41,8 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.set_defaults(func=run_redact)
 
     helps = DedupConfig.field_help()
-    d = sub.add_parser("dedup", help="drop exact and near-duplicate conversations and messages, keeping the first",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = sub.add_parser("dedup", help="drop exact and near-duplicate conversations and messages, keeping the first")
     _data_args(d, "DIR/deduplicated.csv, DIR/dropped.csv (what was dropped, duplicate of what, why), DIR/dedup_report.json")
     d.add_argument("--level", choices=("conversation", "message", "both"), default="both", help=helps["level"])
     d.add_argument("--exact-only", action="store_true", help="only exact duplicates (after normalisation), no MinHash")

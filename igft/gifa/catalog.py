@@ -100,8 +100,9 @@ class RetrievalIndex:
         self._row = {key: i for i, key in enumerate(keys)}
         if len(self._row) != len(keys):
             raise ValueError("duplicate message keys in the retrieval index")
-        self.ann_threshold = ann_threshold if (ann_threshold is not None and faiss_available()
-                                               and ann_threshold < len(keys)) else None
+        # Size first: below the threshold faiss is not even imported (its import costs a few hundred ms).
+        self.ann_threshold = ann_threshold if (ann_threshold is not None and ann_threshold < len(keys)
+                                               and faiss_available()) else None
         self.seed = seed
         # The exact block holds the first `ann_threshold` labeled rows (all of them without HNSW).
         block = len(keys) if self.ann_threshold is None else self.ann_threshold

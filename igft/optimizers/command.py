@@ -145,9 +145,10 @@ def run_optimize(request: OptimizeRequest) -> OptimizeRun:
         cassette.mkdir(parents=True, exist_ok=True)
         _write_run_file(cassette, {"algo": request.algo, "options": o})
     budget = build(SearchBudget, o)
-    if mode == "replay" and o.get("max_trials") is None and settings.get("recorded_trials") is not None:
-        # The recording stopped on a live cap, which a replay (no live call) would never hit: stop where it did.
-        budget.max_trials = int(settings["recorded_trials"])
+    recorded_trials = settings.get("recorded_trials")
+    if mode == "replay" and recorded_trials is not None and (budget.max_trials is None or budget.max_trials > recorded_trials):
+        # The recording stopped on a live cap, which a replay (no live call) never hits: stop where it did.
+        budget.max_trials = int(recorded_trials)
     search_settings = build(SearchSettings, o)
     out = Path(request.out)
     out.mkdir(parents=True, exist_ok=True)
