@@ -15,6 +15,7 @@ the ideal with as many slots as the concurrency; at most 5% of requests answered
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -86,7 +87,8 @@ def loopback(args) -> None:
         print(f"  {slots} slots: {seconds:.2f} s wall for {answered} answered requests (sent: {stats['chat']} chat, "
               f"{stats['embeddings']} embedding); ideal {ideal:.2f} s -> {seconds / ideal:.2f}x; "
               f"429: {limited} of {total} requests ({limited / total:.1%}); max in flight at the server "
-              f"{stats['max_in_flight']}; failures {len(result.failures)}", flush=True)
+              f"{stats['max_in_flight']}; failures {len(result.failures)}; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
 
 
 def llamacpp(args) -> None:

@@ -93,6 +93,8 @@ def build_samples(args: argparse.Namespace):
         built.stats["train_sources"] += extra.stats["train_sources"]
         built.stats["n_extra_samples"] = len(extra.train)
         built.stats["n_train_samples"] = len(built.train)
+        built.stats["n_train_messages"] = sum(s["n_messages"] for s in built.train)
+        built.stats["n_train_intents"] = len({i for s in built.train for i in s["gold"]})
     return built
 
 

@@ -309,24 +309,11 @@ def label_dataset(dataset: Dataset, lm: LM, embedder: Embedder, config: GifaConf
     finished = tracker.finished(dataset) if tracker is not None else {}
     if finished:
         logger.info("resuming after %d finished conversation(s) from %s", len(finished), tracker.path)
-    # The first window's prompts need no embeddings (nothing is labeled yet, so no intent is known):
-    # with a remote embedder (embed_workers > 1) its LM calls run while the batches are embedded,
-    # which saves one round trip. A local embedder embeds first, as it shares the CPU with the LM.
-    embed_pool = embed_job = None
-    if config.embed_workers > 1:
-        embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gifa-embed-all")
-        embed_job = embed_pool.submit(_embed_all, dataset, embedder, config.embed_batch_size, out, config.embed_workers)
-    else:
-        embedded = _embed_all(dataset, embedder, config.embed_batch_size, out, config.embed_workers)
-    state: _State | None = None
-    embed_calls = 0
-
-    def ready_state() -> _State:
-        nonlocal state, embed_calls
-        if state is None:
-            embeddings, embed_calls = embed_job.result() if embed_job is not None else embedded
-            state = _State(dataset, embeddings, config)
-        return state
+    # Embedding runs before any LM call, not beside the first window's calls (whose prompts need no
+    # embeddings): tried, and against one server the extra requests in flight drew 429s that halved
+    # the concurrency limit, costing more than the round trip it saved (live_throughput.py, 8 slots).
+    embeddings, embed_calls = _embed_all(dataset, embedder, config.embed_batch_size, out, config.embed_workers)
+    state = _State(dataset, embeddings, config)
 
     conversations = dataset.conversations
     bar = tqdm(total=len(dataset), unit="conv", desc="GIFA", disable=not progress)
@@ -345,11 +332,8 @@ def label_dataset(dataset: Dataset, lm: LM, embedder: Embedder, config: GifaConf
                 # The snapshot: every prompt of this window is built before any of its answers is merged.
                 # Only method general reads it (which intents are new, to describe them); copying the
                 # whole catalog for every window would be O(intents) per conversation for nothing.
-                # No state yet means nothing merged yet: the empty snapshot, no known intents.
-                known_names = (frozenset(state.catalog.names) if state is not None and config.method == "general"
-                               else frozenset())
-                jobs = [(c, build_labeling_messages(config.instruction, c, config.method,
-                                                    state.known(c) if state is not None else [],
+                known_names = frozenset(state.catalog.names) if config.method == "general" else frozenset()
+                jobs = [(c, build_labeling_messages(config.instruction, c, config.method, state.known(c),
                                                     worked_example=config.worked_example), finished.get(c.number))
                         for c in todo]
                 if pool is None or len(jobs) == 1:
@@ -367,7 +351,7 @@ def label_dataset(dataset: Dataset, lm: LM, embedder: Embedder, config: GifaConf
                         tracker.append(conversation, outcome)
                 else:
                     outcome = finished[conversation.number]
-                ready_state().apply(conversation, outcome)
+                state.apply(conversation, outcome)
                 outcomes.append(outcome)
                 bar.update(1)
                 if progress:  # formatting the postfix costs even when the bar is off
@@ -378,9 +362,6 @@ def label_dataset(dataset: Dataset, lm: LM, embedder: Embedder, config: GifaConf
             tracker.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-        if embed_pool is not None:  # done by now unless the run failed; then do not wait on it
-            embed_pool.shutdown(wait=False, cancel_futures=True)
-    state = ready_state()  # an empty dataset merged nothing
 
     stats = _stats(outcomes, state, dataset, config, lm, embed_calls, session_calls, len(finished),
                    time.perf_counter() - started)

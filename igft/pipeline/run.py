@@ -243,7 +243,7 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, progress: bool = True
     stage2 = None
     if cfg.stage2.enabled:
         start, cpu0 = time.perf_counter(), time.process_time()
-        stage2 = run_stage2(cfg, _stage2_dataset(cfg, stage1), out / "stage2")
+        stage2 = run_stage2(cfg, _stage2_dataset(cfg, stage1), out / "stage2", progress=progress)
         summary["stage2"] = {**stage2.comparison(), "model": cfg.stage2.model, "format": cfg.stage2.format,
                              "labels_from": cfg.stage2.labels_from, "steps": cfg.stage2.max_steps,
                              "constrained_intents": bool(stage2.catalog) and cfg.stage2.constrained_intents,

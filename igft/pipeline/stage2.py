@@ -111,7 +111,30 @@ class _Phases:
             self.seconds[name] = {"wall": round(time.perf_counter() - wall, 1), "cpu": round(time.process_time() - cpu, 1)}
 
 
-def run_stage2(cfg: PipelineConfig, dataset: Dataset, out_dir: str | Path) -> Stage2Result:
+@contextmanager
+def _progress_bars(shown: bool):
+    """Without progress (`igft demo --no-progress`): no datasets map bars and no Trainer bar either.
+
+    The Trainer draws its bar unless `disable_tqdm`, whose default is "the training_args logger is
+    quieter than WARNING"; raising that one logger for the run is the targeted way to turn it off."""
+    if shown:
+        yield
+        return
+    import datasets
+
+    args_logger = logging.getLogger("transformers.training_args")
+    level, was_enabled = args_logger.level, datasets.is_progress_bar_enabled()
+    args_logger.setLevel(logging.ERROR)
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        args_logger.setLevel(level)
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def run_stage2(cfg: PipelineConfig, dataset: Dataset, out_dir: str | Path, progress: bool = True) -> Stage2Result:
     """Fine-tune (LoRA on CPU, QLoRA on a CUDA GPU), generate for held-out conversations, score; the same
     for the base model when `compare_base`."""
     from igft.finetune.config import FinetuneConfig
@@ -130,7 +153,7 @@ def run_stage2(cfg: PipelineConfig, dataset: Dataset, out_dir: str | Path) -> St
     logger.info("stage 2: fine-tuning %s on %d conversations (%s, %d steps)", config.model, len(train_set),
                 config.format, config.max_steps)
     phase = _Phases()
-    with phase("train"):
+    with phase("train"), _progress_bars(progress):
         result = train(config, train_set)
     catalog = training_catalog(train_set) if s2.format == "intent+response" else []
     samples = evaluation_samples(held_out, s2.format, None)
