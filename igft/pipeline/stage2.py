@@ -115,21 +115,26 @@ class _Phases:
 def _progress_bars(shown: bool):
     """Without progress (`igft demo --no-progress`): no datasets map bars and no Trainer bar either.
 
-    The Trainer draws its bar unless `disable_tqdm`, whose default is "the training_args logger is
-    quieter than WARNING"; raising that one logger for the run is the targeted way to turn it off."""
+    igft's training arguments set `disable_tqdm=False`, and the Trainer then adds transformers'
+    DEFAULT_PROGRESS_CALLBACK (a bar plus printed log dicts); for this run it is swapped for a
+    callback that does nothing (the losses still go to train_log.jsonl), and restored afterwards."""
     if shown:
         yield
         return
     import datasets
+    import transformers.trainer as hf_trainer
+    from transformers import TrainerCallback
 
-    args_logger = logging.getLogger("transformers.training_args")
-    level, was_enabled = args_logger.level, datasets.is_progress_bar_enabled()
-    args_logger.setLevel(logging.ERROR)
+    class Silent(TrainerCallback):
+        pass
+
+    was_enabled, default = datasets.is_progress_bar_enabled(), hf_trainer.DEFAULT_PROGRESS_CALLBACK
     datasets.disable_progress_bars()
+    hf_trainer.DEFAULT_PROGRESS_CALLBACK = Silent
     try:
         yield
     finally:
-        args_logger.setLevel(level)
+        hf_trainer.DEFAULT_PROGRESS_CALLBACK = default
         if was_enabled:
             datasets.enable_progress_bars()
 
