@@ -6,7 +6,8 @@ progress is written to a scratch out folder as `igft label` does, so what is mea
 work per conversation: retrieval, prompt building, parsing, catalog and index updates, the progress
 line. Retrieval is exact below GifaConfig.ann_threshold labeled messages and HNSW (faiss) above; for
 HNSW runs the time inside faiss (insertion, search) and the recall@5 of the HNSW neighbours against
-exact search (checked on every 100th conversation during the run, its time left out) are printed too.
+exact search (checked on 200 conversations spread over the run, its time left out) are printed too.
+Times are wall and CPU (process_time): on a shared machine the wall time mostly measures the load.
 Each size runs in its own process, so the peak resident memory printed is that size's, with one BLAS
 and one OpenMP thread: small matrix products spread over threads slow down badly on a loaded machine
 (on this shared 2-core sandbox a 10x64 @ 64x3000 product took 24 ms with two OpenBLAS threads, 0.6 ms
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 MESSAGES_PER_CONVERSATION = 10
 TOPICS = 300
-RECALL_EVERY = 100  # conversations between two recall checks
+RECALL_CHECKS = 200  # HNSW searches checked against exact search per run (spread evenly)
 
 
 def topic_word(topic: int) -> str:
@@ -50,15 +51,16 @@ class InstantLM:
     model = "instant"
 
     def __init__(self):
-        self.seconds = 0.0  # the LM's own time (reading the prompt), left out of igft's figures
+        self.seconds = self.cpu_seconds = 0.0  # the LM's own time (reading the prompt), left out of igft's figures
 
     def complete(self, request):
         from igft.llm.base import Completion
         from igft.llm.loopback_server import labeling_answer
 
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         text = labeling_answer(request.messages[-1]["content"]) or ""
         self.seconds += time.perf_counter() - t
+        self.cpu_seconds += time.thread_time() - c
         return Completion(text=text, model=self.model)
 
 
@@ -98,9 +100,9 @@ def synthetic_dataset(n_messages: int, seed: int = 0):
 class FaissClock:
     """Time spent inside faiss, and recall@5 of HNSW against exact search on sampled conversations."""
 
-    def __init__(self):
-        self.add_s = self.search_s = self.check_s = 0.0
-        self.calls = 0
+    def __init__(self, every: int):
+        self.add_s = self.search_s = self.check_s = self.check_cpu_s = 0.0
+        self.calls, self.every = 0, max(1, every)
         self.found = self.wanted = 0
 
     def install(self):
@@ -123,14 +125,15 @@ class FaissClock:
         def checked_search(self, queries, k):
             rows, scores = search_hnsw(self, queries, k)
             clock.calls += 1
-            if clock.calls % RECALL_EVERY == 0:
-                t = time.perf_counter()
+            if clock.calls % clock.every == 0:
+                t, c = time.perf_counter(), time.thread_time()
                 labeled = self._labeled_rows(self.n_labeled)
                 exact = np.argpartition(-(queries @ labeled.T), k - 1, axis=1)[:, :k]
                 for got, want in zip(rows, exact):
                     clock.found += len(set(got.tolist()) & set(want.tolist()))
                     clock.wanted += k
                 clock.check_s += time.perf_counter() - t
+                clock.check_cpu_s += time.thread_time() - c
             return rows, scores
 
         hnsw.HNSWRows.add, hnsw.HNSWRows.candidates = timed_add, timed_candidates
@@ -143,16 +146,16 @@ def run_one(n_messages: int, retrieval: str, dim: int) -> dict:
     dataset = synthetic_dataset(n_messages)
     embedder = SyntheticEmbedder([m.line for m in dataset.messages], dim)
     config = GifaConfig(worked_example=False, ann_threshold=None if retrieval == "exact" else GifaConfig().ann_threshold)
-    clock = FaissClock()
+    clock = FaissClock(every=len(dataset) // RECALL_CHECKS)
     clock.install()
     lm = InstantLM()
     with tempfile.TemporaryDirectory(prefix="gifa-scale-") as out:
         started, cpu = time.perf_counter(), time.process_time()
         result = label_dataset(dataset, lm, embedder, config, out_dir=out, progress=False)
-        # igft's time: the LM's own time and the recall checks are left out (both wall and CPU; the
-        # LM and checks run in this thread, so their wall time is their CPU time to a good approximation).
+        # igft's time: the LM's own time and the recall checks are left out, of the wall time by their
+        # wall time, of the CPU time by their CPU time (on a loaded machine the two differ a lot).
         seconds = time.perf_counter() - started - clock.check_s - lm.seconds
-        cpu_seconds = time.process_time() - cpu - clock.check_s - lm.seconds
+        cpu_seconds = time.process_time() - cpu - clock.check_cpu_s - lm.cpu_seconds
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"messages": dataset.n_messages, "conversations": len(dataset), "retrieval": retrieval, "dim": dim,
             "ms_per_conversation": round(1000 * seconds / len(dataset), 3), "seconds": round(seconds, 1),
