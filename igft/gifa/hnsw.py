@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
-# Measured on 100k clustered unit vectors (dim 64, 10-vector batches, one thread; benchmarks/gifa_scale.py's
-# data): M=32/efSearch 64 reached recall@5 0.999 at 1.7 ms add + 1.5 ms search per conversation,
+# Measured on 100k clustered unit vectors (dim 64, 10-vector batches, one thread, shared machine at load
+# about 5; benchmarks/gifa_scale.py's data): M=32/efSearch 64 reached recall@5 0.999 at 1.7 ms add + 1.5 ms search per conversation,
 # M=16/efConstruction 64/efSearch 48 reached 0.993 at 1.0 + 1.1 ms; M=16 with efConstruction 40 fell
 # to 0.96. The exact re-rank of MIN_CANDIDATES candidates covers most of the gap in the top 5.
+# At 1M messages (benchmarks/gifa_scale.py) recall@5 of these settings fell to 0.93, with 83% of the
+# run's time inside faiss (README, Stage 1): raising M or efSearch buys recall with time.
 HNSW_M = 16               # graph degree: recall vs memory and insertion time
 HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 48

@@ -160,8 +160,9 @@ def _compare_labelers(cfg: PipelineConfig, stage1, out: Path, summary: dict) -> 
                              "merges": stats.get("merges")}
         if stats.get("lm") == BUNDLED_LLM:
             summary["labelers_note"] = (
-                f"hybrid {cfg.mode}: SmolLM2-135M named {stats['n_proposed_clusters'] - stats['fallback_names']} of "
-                f"{stats['n_proposed_clusters']} clusters usably, the rest keep TF-IDF names; merges {stats['merges']}")
+                f"hybrid {cfg.mode}, machinery only: SmolLM2-135M's reply parsed as a name for "
+                f"{stats['n_proposed_clusters'] - stats['fallback_names']} of {stats['n_proposed_clusters']} clusters, "
+                f"the rest keep their TF-IDF names; {stats['merges']} merges")
     return table
 
 
@@ -254,6 +255,7 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, progress: bool = True
         timings["stage2"] = time.perf_counter() - start
         cpu_timings["stage2"] = time.process_time() - cpu0
         summary["stage2"]["seconds"] = stage2.seconds
+        summary["stage2"]["base_from_cache"] = stage2.base_from_cache
 
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     summary["cpu_seconds"] = {k: round(v, 1) for k, v in cpu_timings.items()}
@@ -335,7 +337,7 @@ def _section_stage2(s: dict, out: Path) -> list[str]:
             f = st2[name]
             lines.append(f"    {name:12s} {_fmt(f.get('intent_f1')):>9s} {_fmt(f.get('malformed_share'), '.0%'):>10s} "
                          f"{_fmt(f.get('rougeL')):>8s} {_fmt(f.get('meteor')):>7s} {_fmt(f.get('bertscore_f1')):>8s}"
-                         f"   (n={f.get('n')})")
+                         f"   (n={f.get('n')}{', replies from the per-machine cache' if name == 'base' and st2.get('base_from_cache') else ''})")
     loss = st2.get("train_loss_first_last")
     plot = out / "stage2" / "base_vs_finetuned.png"
     lines.append((f"    train loss {loss[0]:.3f} -> {loss[1]:.3f}; " if loss else "    ") + f"plot: {plot}")

@@ -40,6 +40,7 @@ class Stage2Result:
     base_scores: dict[str, Any] | None = None
     catalog: list[str] = field(default_factory=list)
     comparison_png: Path | None = None
+    base_from_cache: bool = False  # the base replies were read from the per-machine cache
     # per phase: {"train": {"wall": s, "cpu": s}, ...}; cpu = this process's CPU time (all threads),
     # which a shared machine's load does not inflate the way it inflates wall time
     seconds: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -139,6 +140,49 @@ def _progress_bars(shown: bool):
             datasets.enable_progress_bars()
 
 
+def _base_cache_path(samples, cfg: PipelineConfig, catalog: list[str], model: str) -> Path:
+    """Where the base model's replies to exactly these prompts, with these settings, are kept.
+
+    The base model never changes between demo runs, so its replies are generated once per machine:
+    the key hashes the model, every prompt, the decoding settings, the intents catalog of the
+    constrained decoder and the torch/transformers/igft versions (a new version regenerates)."""
+    import hashlib
+
+    import torch
+    import transformers
+
+    import igft
+    from igft.llm.local_models import cache_dir
+
+    key = json.dumps({"model": model, "samples": [[x["id"], x["prompt"], x["format"]] for x in samples],
+                      "catalog": catalog, "constrained": cfg.stage2.constrained_intents,
+                      "max_new_tokens": cfg.stage2.max_new_tokens, "seed": cfg.seed,
+                      "versions": [torch.__version__, transformers.__version__, igft.__version__]}, sort_keys=True)
+    return cache_dir() / "base_generations" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.jsonl"
+
+
+def _base_predictions(samples, path: Path, cfg: PipelineConfig, catalog: list[str], model: str) -> tuple[list, bool]:
+    """The base model's predictions, from the per-machine cache when these exact requests were generated
+    before (a warm demo then spends its time on what changes: the fine-tune); (records, from_cache)."""
+    import shutil
+
+    from igft.finetune.generate import read_predictions
+
+    cached = _base_cache_path(samples, cfg, catalog, model)
+    if cached.is_file() and not path.exists():
+        records = read_predictions(cached)
+        if {r["id"] for r in records} == {x["id"] for x in samples}:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cached, path)
+            logger.info("stage 2: base replies from the cache %s", cached)
+            return records, True
+    records = _generate(samples, path, cfg, catalog, model_spec=model, adapter=None)
+    if {r["id"] for r in records} == {x["id"] for x in samples}:  # only a complete set is reused
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, cached)
+    return records, False
+
+
 def run_stage2(cfg: PipelineConfig, dataset: Dataset, out_dir: str | Path, progress: bool = True) -> Stage2Result:
     """Fine-tune (LoRA on CPU, QLoRA on a CUDA GPU), generate for held-out conversations, score; the same
     for the base model when `compare_base`."""
@@ -169,16 +213,17 @@ def run_stage2(cfg: PipelineConfig, dataset: Dataset, out_dir: str | Path, progr
     with phase("score_finetuned"):
         scores = score_predictions(predictions)
     (out / "scores.json").write_text(json.dumps(scores, indent=2), encoding="utf-8")
-    base_predictions, base_scores = [], None
+    base_predictions, base_scores, base_cached = [], None, False
     if s2.compare_base:
         logger.info("stage 2: the same replies from the base model %s", model)
         with phase("generate_base"):
-            base_predictions = _generate(samples, out / "base_predictions.jsonl", cfg, catalog, model_spec=model, adapter=None)
+            base_predictions, base_cached = _base_predictions(samples, out / "base_predictions.jsonl", cfg, catalog, model)
         with phase("score_base"):
             base_scores = score_predictions(base_predictions)
         (out / "base_scores.json").write_text(json.dumps(base_scores, indent=2), encoding="utf-8")
     stage2 = Stage2Result(result.output_dir, result.adapter_dir, result.output_dir / "loss.png", result.log,
-                          predictions, scores, base_predictions, base_scores, catalog, seconds=phase.seconds)
+                          predictions, scores, base_predictions, base_scores, catalog, seconds=phase.seconds,
+                          base_from_cache=base_cached)
     if base_scores is not None:
         from igft.pipeline.plots import plot_stage2_comparison
         stage2.comparison_png = plot_stage2_comparison(stage2.comparison(), out / "base_vs_finetuned.png")
