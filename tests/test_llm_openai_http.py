@@ -52,16 +52,19 @@ class FakeOpenAIServer:
                         time.sleep(server.delay)
                     if failure is not None:
                         status, headers = failure
-                        self._send(status, {"error": {"message": f"scripted {status}", "type": "test"}}, headers)
+                        reply = (status, {"error": {"message": f"scripted {status}", "type": "test"}}, headers)
                     elif self.path.endswith("/chat/completions"):
-                        self._send(200, server.chat_reply(body))
+                        reply = (200, server.chat_reply(body), None)
                     elif self.path.endswith("/embeddings"):
-                        self._send(200, server.embedding_reply(body))
+                        reply = (200, server.embedding_reply(body), None)
                     else:
-                        self._send(404, {"error": {"message": "no such route"}})
+                        reply = (404, {"error": {"message": "no such route"}}, None)
                 finally:
+                    # Out of flight before the answer leaves: once the client has it, it may send the
+                    # next request at once, and counting both would overstate the concurrency.
                     with server.lock:
                         server.in_flight -= 1
+                self._send(*reply)
 
             def _send(self, status, payload, headers=None):
                 data = json.dumps(payload).encode()

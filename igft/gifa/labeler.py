@@ -304,17 +304,15 @@ def label_dataset(dataset: Dataset, lm: LM, embedder: Embedder, config: GifaConf
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    # Progress of other settings is refused before anything is embedded.
-    tracker = ProgressFile(out, _run_header(config, lm, embedder, run_settings)) if out is not None else None
-    finished = tracker.finished(dataset) if tracker is not None else {}
-    if finished:
-        logger.info("resuming after %d finished conversation(s) from %s", len(finished), tracker.path)
     # Embedding runs before any LM call, not beside the first window's calls (whose prompts need no
     # embeddings): tried, and against one server the extra requests in flight drew 429s that halved
     # the concurrency limit, costing more than the round trip it saved (live_throughput.py, 8 slots).
     embeddings, embed_calls = _embed_all(dataset, embedder, config.embed_batch_size, out, config.embed_workers)
     state = _State(dataset, embeddings, config)
-
+    tracker = ProgressFile(out, _run_header(config, lm, embedder, run_settings)) if out is not None else None
+    finished = tracker.finished(dataset) if tracker is not None else {}
+    if finished:
+        logger.info("resuming after %d finished conversation(s) from %s", len(finished), tracker.path)
     conversations = dataset.conversations
     bar = tqdm(total=len(dataset), unit="conv", desc="GIFA", disable=not progress)
     pool = ThreadPoolExecutor(max_workers=config.window, thread_name_prefix="gifa") if config.window > 1 else None

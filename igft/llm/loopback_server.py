@@ -217,6 +217,7 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
                 if not over:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+            self._holding = not over
             try:
                 if over:
                     self._finish(record, 429, {"error": {"message": "too many requests in flight", "type": "rate_limit"}},
@@ -225,9 +226,16 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
                     return
                 self._serve(record, body)
             finally:
-                if not over:
-                    with server._lock:
-                        server.in_flight -= 1
+                self._free_slot()
+
+        def _free_slot(self) -> None:
+            # A slot is free once the answer is ready, before its bytes go out, as in a real server: the
+            # client may send its next request the moment it reads this answer, and that request must
+            # not meet a slot still held by the request it follows (a spurious 429).
+            if getattr(self, "_holding", False):
+                self._holding = False
+                with server._lock:
+                    server.in_flight -= 1
 
         def _serve(self, record: ServedRequest, body: dict) -> None:
             prefix = server.api_prefix
@@ -269,6 +277,7 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
         def _raw(self, record: ServedRequest, status: int, data: bytes, headers: dict | None = None) -> None:
             record.status = status
             record.finished = time.perf_counter()
+            self._free_slot()
             with server._lock:
                 server.statuses[status] += 1
             try:
@@ -294,6 +303,7 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             # SO_LINGER with a zero timeout makes close() send RST: the client sees "connection reset".
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
+            self._free_slot()
             with server._lock:
                 server.statuses[-1] += 1
             try:
