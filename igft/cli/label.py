@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help=helps["seed"])
     p.add_argument("--instruction-file", help="file holding the GIFA instruction (default: igft's seed instruction)")
     p.add_argument("--max-conversations", type=int, help="label only the first N conversations")
-    b = p.add_argument_group("budget (counted over every run in --out: a rerun continues the same budget)")
+    b = p.add_argument_group("budget (counted over every run of the job in --out: a rerun continues it, --overwrite starts a new one)")
     b.add_argument("--max-calls", type=int, help="stop cleanly after this many live LLM calls (rerun to resume)")
     b.add_argument("--max-tokens", type=int, help="stop cleanly after this many live prompt+completion tokens")
     b.add_argument("--max-dollars", type=float, help="stop cleanly after this many estimated US dollars of live calls")

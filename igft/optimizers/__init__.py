@@ -3,7 +3,7 @@
 `run_search(algo, dataset, lm, embedder, ...)` runs one; each backbone is also callable on a
 `SearchContext` (see `runner.py`). Trials are appended to a JSONL history as they are scored.
 """
-from igft.optimizers.budget import BudgetExhausted, SearchBudget
+from igft.optimizers.budget import BudgetExhausted, LiveBudget, SearchBudget
 from igft.optimizers.greedy import GreedySearchConfig, greedy_search
 from igft.optimizers.history import History
 from igft.optimizers.hyperband import HyperbandConfig, hyperband_search, li_schedule, paper_schedule
@@ -16,6 +16,6 @@ from igft.optimizers.see import SEEConfig, see_search
 from igft.optimizers.trial import Trial
 
 __all__ = ["ALGORITHMS", "BudgetExhausted", "Candidate", "GreedySearchConfig", "History", "HyperbandConfig",
-           "Objective", "RandomSearchConfig", "SEEConfig", "SearchBudget", "SearchContext", "SearchResult",
+           "LiveBudget", "Objective", "RandomSearchConfig", "SEEConfig", "SearchBudget", "SearchContext", "SearchResult",
            "SearchSettings", "Trial", "greedy_search", "hyperband_search", "li_schedule", "paper_schedule",
            "plot_comparison", "plot_progress", "random_search", "run_search", "see_search"]
