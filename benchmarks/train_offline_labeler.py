@@ -5,14 +5,18 @@ lines as answers); training uses igft.finetune's own pieces (load_causal_lm, the
 template, LoRA config, make_trainer = TRL SFTTrainer with loss on the answer only). Whole services
 are held out for validation. Writes into --out:
   adapter/            PEFT adapter + tokenizer (training template) + igft.json
+  (--ship DIR)        the same adapter as it ships: fp16 weights, configs, no tokenizer
   samples_train.jsonl, samples_validation.jsonl, sample_stats.json
   train_log.jsonl, loss.png, metrics.json
 
-    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 nice python benchmarks/train_offline_labeler.py \\
-        --sources ../shared/external/sgd/train --max-conversations-per-service 10 --window-messages 8 \\
-        --max-steps 150 --out runs/offline_labeler
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1 nice -n 10 python benchmarks/train_offline_labeler.py \\
+        --max-conversations-per-service 5 --window-messages 5 --extra-repeat 2 --max-seq-len 768 \\
+        --max-steps 60 --max-minutes 38 --grad-accum 4 --learning-rate 1e-3 --eval-steps 20 \\
+        --max-validation-samples 8 --out runs/ol_main --ship runs/ol_main/ship
 
-Then label with the adapter:  igft label --llm hf:runs/offline_labeler/adapter --embedder local:minilm ...
+is the run behind the shipped igft/models/igft_labeler/ (--ship writes the fp16 copy without tokenizer;
+results/offline_labeler.md has its figures). Label with a run's adapter:
+igft label --llm hf:runs/ol_main/adapter ...; with the shipped one: igft label --llm local:igft-labeler ...
 """
 from __future__ import annotations
 
@@ -60,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--lora-targets", default=LORA_TARGETS, help="comma-separated projections that get LoRA")
     p.add_argument("--warmup-ratio", type=float, default=0.05)
-    p.add_argument("--max-seq-len", type=int, default=512, help="samples longer than this (tokens) are dropped and counted")
+    p.add_argument("--max-seq-len", type=int, default=768, help="samples longer than this (tokens) are dropped and counted")
     p.add_argument("--eval-steps", type=int, default=50)
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop training after this many minutes of training wall time (a shared CPU's speed varies); "
