@@ -34,7 +34,10 @@ GIFA_FLAGS = {"method": "method", "top_k": "top_k", "top_n": "top_n", "window": 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from igft.gifa.labeler import GifaConfig
 
-    helps = GifaConfig.field_help()
+    defaults = GifaConfig()
+    # A replay takes these from the recording's run.json (so it sends the recorded requests).
+    helps = {name: f"{text} (default: the cassette's run.json value, else {getattr(defaults, name)})"
+             for name, text in GifaConfig.field_help().items() if hasattr(defaults, name)}
     p = subparsers.add_parser(
         "label", help="label every message with an intent (GIFA, embeddings or hybrid)",
         description="Label conversations with intents. Without --data and --cassette: replay the bundled "

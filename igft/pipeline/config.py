@@ -89,7 +89,7 @@ class Stage2Config:
     enabled: bool = field(default=True, metadata={"help": "run Stage 2 (fine-tuning, generation, scores)"})
     format: str = field(default="intent+response", metadata={"help": "response | intent+response"})
     model: str = field(default="local:smollm2", metadata={"help": "model spec or HF id/path to fine-tune"})
-    max_steps: int = field(default=24, metadata={"help": "training steps (the demo's default fits its 4-minute CPU budget)"})
+    max_steps: int = field(default=24, metadata={"help": "training steps (the demo's default: enough to learn the Intents: / Responses: format on the toy data)"})
     batch_size: int = field(default=4, metadata={"help": "training samples per step"})
     learning_rate: float = field(default=1e-3, metadata={"help": "peak LoRA learning rate (high: the demo trains few steps)"})
     max_seq_len: int = field(default=192, metadata={"help": "tokens per training sample (older turns are trimmed first)"})
