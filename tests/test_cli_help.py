@@ -33,3 +33,16 @@ def test_subcommands_count_and_nested_parsers_share_the_formatter():
     assert ("igft", "demo") in paths and ("igft", "label") in paths
     for path, parser in _parsers(build_parser()):
         assert parser.formatter_class.__name__ in ("DefaultsHelpFormatter", "ArgumentDefaultsHelpFormatter"), path
+
+
+# What --help actually prints: an option without help text prints no "(default: X)" at all.
+def test_every_option_with_a_default_has_help_text_that_prints_it():
+    silent = []
+    for path, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if (not action.option_strings or action.default in (None, False, argparse.SUPPRESS)
+                    or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+                continue
+            if not (action.help or "").strip():
+                silent.append(f"{' '.join(path)} {action.option_strings[0]}")
+    assert not silent, f"options with a default but no help text (argparse then prints no default): {silent}"
