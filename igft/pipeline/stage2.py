@@ -118,20 +118,25 @@ def _progress_bars(shown: bool):
 
     igft's training arguments set `disable_tqdm=False`, and the Trainer then adds transformers'
     DEFAULT_PROGRESS_CALLBACK (a bar plus printed log dicts); for this run it is swapped for a
-    callback that does nothing (the losses still go to train_log.jsonl), and restored afterwards."""
-    if shown:
-        yield
-        return
+    callback that does nothing (the losses still go to train_log.jsonl), and restored afterwards.
+    With progress, the bar stays but the per-step log dicts are not printed (they are in train_log.jsonl
+    and would bury the demo's summary)."""
     import datasets
     import transformers.trainer as hf_trainer
     from transformers import TrainerCallback
+    from transformers.trainer_callback import ProgressCallback
 
     class Silent(TrainerCallback):
         pass
 
+    class BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass
+
     was_enabled, default = datasets.is_progress_bar_enabled(), hf_trainer.DEFAULT_PROGRESS_CALLBACK
-    datasets.disable_progress_bars()
-    hf_trainer.DEFAULT_PROGRESS_CALLBACK = Silent
+    if not shown:
+        datasets.disable_progress_bars()
+    hf_trainer.DEFAULT_PROGRESS_CALLBACK = BarOnly if shown else Silent
     try:
         yield
     finally:
