@@ -4,6 +4,7 @@ These are what `igft classify train` / `igft classify eval` and the benchmark ca
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -14,6 +15,7 @@ from igft.classify.base import (Classifier, ClassifierError, build_classifier, l
                                 save_classifier, saved_split)
 from igft.classify.evaluate import evaluate_classifier
 from igft.classify.task import Task, TaskSchema, find_schema_file, load_task
+from igft.curate.marker import select_synthetic_rows
 
 logger = logging.getLogger(__name__)
 
@@ -63,13 +65,18 @@ def check_schema_matches(trained: TaskSchema, task: Task) -> None:
 
 
 def evaluate_saved(model_dir: str | Path, task_csv: str | Path, *, schema: str | Path | dict | None = None,
-                   out_dir: str | Path | None = None, latency_samples: int = 20, max_test: int | None = None) -> dict:
-    """Load a saved model and score it on the task's test rows (confusion PNGs and predictions in out_dir)."""
+                   out_dir: str | Path | None = None, latency_samples: int = 20, max_test: int | None = None,
+                   synthetic: str = "include") -> dict:
+    """Load a saved model and score it on the task's test rows (confusion PNGs and predictions in out_dir).
+
+    `synthetic` (include | exclude | only) keeps the rows a model trained with that choice was split over."""
     manifest = read_manifest(model_dir)
     if schema is None and find_schema_file(Path(task_csv)) is None:
         # a CSV without its own schema: read it with the fields the model was trained on
         schema = TaskSchema.from_dict(manifest["schema"]).to_dict()
     task = load_task(task_csv, schema)
+    if synthetic != "include":
+        task = dataclasses.replace(task, frame=select_synthetic_rows(task.frame, synthetic, task.path))
     clf = load_classifier(model_dir)
     check_schema_matches(clf.schema, task)
     rows = test_rows(task, model_dir, seed=manifest.get("seed", 0))

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from igft.cli.finetune import add_synthetic_argument
 from igft.errors import IgftError
 
 METHOD_CHOICES = ["generative", "head", "tfidf", "embeddings", "prompt", "encoder"]
@@ -51,41 +52,15 @@ def _parse_params(items: list[str]) -> dict:
     return options
 
 
-TRUE_MARKS = {"1", "true", "yes"}
-
-
-def _synthetic_rows(frame, choice: str, source: str):
-    """Rows kept by `--synthetic CHOICE` (column `synthetic`: 1/true/yes marks a generated row)."""
-    if choice == "include":
-        return frame
-    if "synthetic" not in frame.columns:
-        if choice == "exclude":
-            return frame  # nothing is marked synthetic
-        raise IgftError(f"--synthetic only: {source} has no synthetic column; add one (1 = generated row) "
-                        "or use --synthetic include")
-    marked = frame["synthetic"].astype(str).str.strip().str.lower().isin(TRUE_MARKS)
-    kept = frame[~marked if choice == "exclude" else marked].reset_index(drop=True)
-    if kept.empty:
-        raise IgftError(f"--synthetic {choice} leaves no rows in {source}; use --synthetic include")
-    return kept
-
-
-def _add_synthetic_argument(parser: argparse.ArgumentParser, what: str) -> None:
-    from igft.curate.marker import SYNTHETIC_CHOICES
-
-    parser.add_argument("--synthetic", choices=SYNTHETIC_CHOICES, default="include",
-                        help=f"rows marked synthetic (column synthetic=1/true) {what}: include them, exclude them "
-                             "or use only them; the seeded split is made over the kept rows (default: include)")
-
-
 def _train(args: argparse.Namespace) -> int:
     import dataclasses
 
     from igft.classify.run import train_classifier
     from igft.classify.task import load_task
+    from igft.curate.marker import select_synthetic_rows
 
     task = load_task(args.task, args.schema)
-    task = dataclasses.replace(task, frame=_synthetic_rows(task.frame, args.synthetic, task.path))
+    task = dataclasses.replace(task, frame=select_synthetic_rows(task.frame, args.synthetic, task.path))
     options = _parse_params(args.param)
     for flag, (key, methods) in SHORTCUTS.items():
         value = getattr(args, flag, None)
@@ -116,26 +91,11 @@ def _quiet_other_ranks() -> bool:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    import tempfile
-
-    import pandas as pd
-
     from igft.classify.evaluate import comparison_table, headline
     from igft.classify.run import evaluate_saved
-    from igft.classify.task import find_schema_file
 
-    with tempfile.TemporaryDirectory() as tmp:
-        task_csv, schema = args.task, args.schema
-        if args.synthetic != "include":
-            # score the kept rows: a filtered copy of the CSV (with the original's schema file, if any)
-            if not Path(task_csv).is_file():
-                raise IgftError(f"task CSV {task_csv} does not exist; pass an existing file with --task")
-            frame = pd.read_csv(task_csv, dtype=str, keep_default_na=False)
-            schema = schema or find_schema_file(Path(task_csv))
-            task_csv = Path(tmp) / Path(args.task).name
-            _synthetic_rows(frame, args.synthetic, args.task).to_csv(task_csv, index=False)
-        result = evaluate_saved(args.model, task_csv, schema=schema, out_dir=args.out,
-                                latency_samples=args.latency_samples, max_test=args.max_test)
+    result = evaluate_saved(args.model, args.task, schema=args.schema, out_dir=args.out,
+                            latency_samples=args.latency_samples, max_test=args.max_test, synthetic=args.synthetic)
     if args.json:
         print(json.dumps(headline(result), ensure_ascii=False))
     else:
@@ -207,7 +167,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, help="model folder to write")
     train.add_argument("--seed", type=int, default=0, help="seed for the split (when no split column) and training")
     train.add_argument("--max-train", type=int, help="use only the first N training rows (quick runs; default: all)")
-    _add_synthetic_argument(train, "in the task CSV")
+    add_synthetic_argument(train, "rows", "in the task CSV", "; the seeded split is made over the kept rows")
     train.add_argument("--param", action="append", metavar="KEY=VALUE", help="any config option of the method (repeatable; default: the method's config defaults)")
     train.add_argument("--model", help="generative/head: base model (smollm2, folder, HF id)" + METHOD_DEFAULT)
     train.add_argument("--max-steps", type=int, help="generative/head: optimizer steps" + METHOD_DEFAULT)
@@ -243,7 +203,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", action="store_true", help='print {"accuracy", "macro_f1", "per_field", ...} as JSON')
     ev.add_argument("--latency-samples", type=int, default=20, help="single-example calls timed for p50/p95")
     ev.add_argument("--max-test", type=int, help="score only the first N test rows (default: all)")
-    _add_synthetic_argument(ev, "in the task CSV (use the choice the model was trained with)")
+    add_synthetic_argument(ev, "rows", "in the task CSV", "; use the choice the model was trained with")
     ev.set_defaults(func=_eval)
 
     ex = sub.add_parser("export-openai", help="write chat-format train/validation JSONL for OpenAI fine-tuning")

@@ -25,13 +25,13 @@ def _quiet_other_ranks() -> bool:
     return False
 
 
-def add_synthetic_argument(parser: argparse.ArgumentParser, what: str) -> None:
-    """`--synthetic include|exclude|only`: which messages marked synthetic (igft curate synth) are used."""
+def add_synthetic_argument(parser: argparse.ArgumentParser, unit: str, what: str, note: str = "") -> None:
+    """`--synthetic include|exclude|only`: which messages (or task rows) marked synthetic are used."""
     from igft.curate.marker import SYNTHETIC_CHOICES
 
     parser.add_argument("--synthetic", choices=SYNTHETIC_CHOICES, default="include",
-                        help=f"messages marked synthetic (column synthetic=1, from igft curate synth) {what}: "
-                             "include them, exclude them, or use only them (default: include)")
+                        help=f"{unit} marked synthetic (column synthetic=1, e.g. from igft curate synth) {what}: "
+                             f"include them, exclude them, or use only them{note} (default: include)")
 
 
 def select_synthetic_or_fail(dataset, choice: str):
@@ -132,7 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="samples per device per step (same as --per-device-train-batch-size; default: its default)")
     p.add_argument("--grad-accum", dest="gradient_accumulation_steps", type=int, default=None,
                    help="micro-batches per optimizer step (same as --gradient-accumulation-steps; default: its default)")
-    add_synthetic_argument(p, "in the training data")
+    add_synthetic_argument(p, "messages", "in the training data")
     p.set_defaults(func=_finetune)
 
     g = subparsers.add_parser("generate", help="generate replies for held-out conversations (optionally with an adapter)")
@@ -146,7 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--system-prompt", default=None, help="'plain', 'two-step' or a literal prompt (default: the adapter's)")
     g.add_argument("--conversations", default=None, help="comma-separated conversation numbers to use (default: all)")
     g.add_argument("--max-samples", type=int, default=None, help="only the first N samples (default: all)")
-    add_synthetic_argument(g, "among the conversations replied to")
+    add_synthetic_argument(g, "messages", "among the conversations replied to")
     g.add_argument("--max-new-tokens", type=int, default=128, help="(default: 128)")
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default: 0)")
     g.add_argument("--top-p", type=float, default=1.0, help="(default: 1.0)")

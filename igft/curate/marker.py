@@ -32,6 +32,29 @@ def only_synthetic(dataset: Dataset) -> Dataset:
     return _keep(dataset, True)
 
 
+def select_synthetic_rows(frame, choice: str, source: str):
+    """The rows of a classifier task frame kept by `--synthetic CHOICE` (its `synthetic` column is read
+    with the conversation readers' 0/1 rule); one clear line when nothing is left."""
+    from igft.curate.entities import CurateError
+    from igft.data.validation import parse_flag
+
+    if choice == "include":
+        return frame
+    if choice not in SYNTHETIC_CHOICES:
+        raise CurateError(f"--synthetic must be one of {', '.join(SYNTHETIC_CHOICES)}, got {choice!r}")
+    if "synthetic" not in frame.columns:
+        if choice == "exclude":
+            return frame  # nothing is marked synthetic
+        raise CurateError(f"--synthetic only: {source} has no synthetic column; add one (1 = generated row) "
+                          "or use --synthetic include")
+    marked = [parse_flag(v, str(source), f"row {i + 2}", "synthetic") for i, v in enumerate(frame["synthetic"])]
+    keep = [m == (choice == "only") for m in marked]
+    kept = frame[keep].reset_index(drop=True)
+    if kept.empty:
+        raise CurateError(f"--synthetic {choice} leaves no rows in {source}; use --synthetic include")
+    return kept
+
+
 def select_synthetic(dataset: Dataset, choice: str = "include") -> Dataset:
     """'include' (as is), 'exclude' or 'only': the value of a `--synthetic` flag."""
     from igft.curate.entities import CurateError
