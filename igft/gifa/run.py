@@ -73,7 +73,8 @@ def _cassette_paths(cassette: Path) -> tuple[Path, Path, Path | None]:
     return cassette / "lm.jsonl", cassette / "embeddings.jsonl", cassette / RUN_FILE
 
 
-def _read_run_file(path: Path | None) -> dict:
+def read_run_file(path: Path | None) -> dict:
+    """A cassette folder's run.json (the recorded run's settings); {} when there is none."""
     if path is None or not path.is_file():
         return {}
     try:
@@ -97,7 +98,7 @@ def resolve_settings(args: LabelRunRequest) -> dict[str, Any]:
         lm_path, emb_path, run_path = _cassette_paths(cassette)
         if mode == "replay" and not lm_path.exists() and not emb_path.exists():
             raise IgftError(f"no cassette at {cassette}; record one with --mode record --cassette {cassette}")
-    recorded = _read_run_file(run_path)
+    recorded = read_run_file(run_path)
     data = args.data or recorded.get("data") or TOY_DATA
     data_path = toy_conversations_path() if data == TOY_DATA else Path(data)
     gifa = dict(recorded.get("gifa", {}))

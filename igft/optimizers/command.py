@@ -50,6 +50,7 @@ class OptimizeRun:
 
 def resolve(request: OptimizeRequest) -> dict[str, Any]:
     """Overrides over the cassette's run.json over the library defaults; plus mode and cassette paths."""
+    from igft.gifa.run import read_run_file
     from igft.optimizers import options as search_options
     from igft.resources import simulated_runs_dir
 
@@ -64,13 +65,9 @@ def resolve(request: OptimizeRequest) -> dict[str, Any]:
         run_file = cassette / RUN_FILE
         if mode == "replay" and not (cassette / "lm.jsonl").exists():
             raise IgftError(f"no recorded run at {cassette}; record one with --mode record --cassette {cassette}")
-        if run_file.is_file():
-            try:
-                recorded = json.loads(run_file.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise IgftError(f"cannot read {run_file}: {err}; fix or delete it") from err
-            if recorded.get("algo") not in (None, request.algo):
-                raise IgftError(f"{cassette} holds a {recorded['algo']} run, not {request.algo}; pass --cassette of a {request.algo} run")
+        recorded = read_run_file(run_file)
+        if recorded.get("algo") not in (None, request.algo):
+            raise IgftError(f"{cassette} holds a {recorded['algo']} run, not {request.algo}; pass --cassette of a {request.algo} run")
     valid = option_names()
     unknown = sorted(set(request.overrides) - valid)
     if unknown:

@@ -76,6 +76,7 @@ def _hybrid_models(cfg: PipelineConfig, shared_embedder) -> HybridModels | None:
     vectors too, so the clusters (and hence the naming prompts) are exactly the recorded ones on any
     machine: a live MiniLM could round a vector differently and miss the cassette. None when dummy mode
     has nothing recorded (the row is left out and the summary says why)."""
+    from igft.gifa.run import read_run_file
     from igft.llm.factory import build_embedder, build_lm
     from igft.llm.usage import UsageMeter
     from igft.pipeline.stage1 import cassette_for
@@ -86,7 +87,7 @@ def _hybrid_models(cfg: PipelineConfig, shared_embedder) -> HybridModels | None:
     if cfg.mode == "replay":
         if folder is None or not (folder / "lm.jsonl").is_file():
             return None
-        recorded = _read_hybrid_run_file(folder)
+        recorded = read_run_file(folder / "run.json")
         embedder = (build_embedder(recorded.get("embedder", "local:minilm"), mode="replay",
                                    cassette=folder / "embeddings.jsonl", usage=meter)
                     if (folder / "embeddings.jsonl").is_file() else shared_embedder)
@@ -99,17 +100,6 @@ def _hybrid_models(cfg: PipelineConfig, shared_embedder) -> HybridModels | None:
         if cfg.mode == "record":
             _write_hybrid_run_file(folder, cfg)
     return HybridModels(lm, embedder, {}, meter, folder)
-
-
-def _read_hybrid_run_file(folder: Path) -> dict[str, Any]:
-    path = folder / "run.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        from igft.errors import IgftError
-        raise IgftError(f"cannot read {path}: {err}; fix or delete it") from None
 
 
 def _write_hybrid_run_file(folder: Path, cfg: PipelineConfig) -> None:
