@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +27,7 @@ import pandas as pd
 import yaml
 
 from igft.pipeline.config import PipelineConfig
+from igft.pipeline.phases import PhaseTimer
 
 logger = logging.getLogger(__name__)
 
@@ -188,15 +188,12 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, progress: bool = True
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
-    timings: dict[str, float] = {}
-    cpu_timings: dict[str, float] = {}  # CPU seconds of this process: what load on a shared machine does not inflate
+    phase = PhaseTimer()
     summary: dict[str, Any] = {"mode": cfg.mode}
 
-    start, cpu0 = time.perf_counter(), time.process_time()
     logger.info("stage 1: labeling with %s", cfg.stage1.labeler)
-    stage1 = run_stage1(cfg, out / "stage1", progress=progress)
-    timings["stage1_labeling"] = time.perf_counter() - start
-    cpu_timings["stage1_labeling"] = time.process_time() - cpu0
+    with phase("stage1_labeling"):
+        stage1 = run_stage1(cfg, out / "stage1", progress=progress)
     machinery = stage1.settings["llm"] == BUNDLED_LLM and cfg.mode == "replay"
     summary["stage1"] = {"labeler": stage1.settings["labeler"], "llm": stage1.settings["llm"],
                          "messages_labeled": len(stage1.result.labels), "messages": stage1.dataset.n_messages,
@@ -209,32 +206,27 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, progress: bool = True
 
     labelers = None
     if cfg.stage1.compare_labelers and stage1.dataset.has_gold:
-        start, cpu0 = time.perf_counter(), time.process_time()
-        labelers = _compare_labelers(cfg, stage1, out, summary)
-        timings["stage1_labelers"] = time.perf_counter() - start
-        cpu_timings["stage1_labelers"] = time.process_time() - cpu0
+        with phase("stage1_labelers"):
+            labelers = _compare_labelers(cfg, stage1, out, summary)
         if on_labelers is not None:
             on_labelers("\n".join([summary_header(summary, out), *_section_labelers(summary, out)]))
 
-    start, cpu0 = time.perf_counter(), time.process_time()
-    paper = _paper(cfg, paper_folder, out, summary)
-    if paper is not None:
-        timings["paper_runs"] = time.perf_counter() - start
-        cpu_timings["paper_runs"] = time.process_time() - cpu0
+    with phase("paper_runs"):
+        paper = _paper(cfg, paper_folder, out, summary)
+    if paper is None:
+        del phase.seconds["paper_runs"]  # nothing ran
 
     searches = {}
     if cfg.search.backbones:
-        start, cpu0 = time.perf_counter(), time.process_time()
-        searches = run_backbones(cfg, out / "search", progress=progress)
+        with phase("search"):
+            searches = run_backbones(cfg, out / "search", progress=progress)
         summary["search"] = {name: r.summary() for name, r in searches.items()}
         summary["search_machinery_only"] = machinery and cfg.cassette_dir is None and cfg.data is None
-        timings["search"] = time.perf_counter() - start
-        cpu_timings["search"] = time.process_time() - cpu0
 
     stage2 = None
     if cfg.stage2.enabled:
-        start, cpu0 = time.perf_counter(), time.process_time()
-        stage2 = run_stage2(cfg, _stage2_dataset(cfg, stage1), out / "stage2", progress=progress)
+        with phase("stage2"):
+            stage2 = run_stage2(cfg, _stage2_dataset(cfg, stage1), out / "stage2", progress=progress)
         summary["stage2"] = {**stage2.comparison(), "model": cfg.stage2.model, "format": cfg.stage2.format,
                              "labels_from": cfg.stage2.labels_from, "steps": cfg.stage2.max_steps,
                              "constrained_intents": bool(stage2.catalog) and cfg.stage2.constrained_intents,
@@ -242,13 +234,11 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, progress: bool = True
         losses = [r["loss"] for r in stage2.train_log if "loss" in r]
         if losses:
             summary["stage2"]["train_loss_first_last"] = [losses[0], losses[-1]]
-        timings["stage2"] = time.perf_counter() - start
-        cpu_timings["stage2"] = time.process_time() - cpu0
         summary["stage2"]["seconds"] = stage2.seconds
         summary["stage2"]["base_from_cache"] = stage2.base_from_cache
 
-    summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
-    summary["cpu_seconds"] = {k: round(v, 1) for k, v in cpu_timings.items()}
+    summary["seconds"] = phase.column("wall")
+    summary["cpu_seconds"] = phase.column("cpu")  # CPU seconds of this process: what a shared machine's load does not inflate
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     return PipelineResult(out, summary, labelers, searches, stage2, paper)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import pandas as pd
 
 from igft.data import Dataset
 from igft.pipeline.config import PipelineConfig
+from igft.pipeline.phases import PhaseTimer
 
 logger = logging.getLogger(__name__)
 
@@ -95,21 +95,6 @@ def _generate(samples, path: Path, cfg: PipelineConfig, catalog: list[str], *, m
     settings = GenerationSettings(max_new_tokens=cfg.stage2.max_new_tokens, batch_size=8, seed=cfg.seed)
     return generate_predictions(samples, path, loaded=(model, tokenizer), settings=settings, progress=False,
                                 logits_processor=processors)
-
-
-class _Phases:
-    """Wall and CPU seconds of each named phase."""
-
-    def __init__(self):
-        self.seconds: dict[str, dict[str, float]] = {}
-
-    @contextmanager
-    def __call__(self, name: str):
-        wall, cpu = time.perf_counter(), time.process_time()
-        try:
-            yield
-        finally:
-            self.seconds[name] = {"wall": round(time.perf_counter() - wall, 1), "cpu": round(time.process_time() - cpu, 1)}
 
 
 @contextmanager
@@ -206,7 +191,7 @@ def run_stage2(cfg: PipelineConfig, dataset: Dataset, out_dir: str | Path, progr
                             output_dir=str(out / "finetune"))
     logger.info("stage 2: fine-tuning %s on %d conversations (%s, %d steps)", config.model, len(train_set),
                 config.format, config.max_steps)
-    phase = _Phases()
+    phase = PhaseTimer()
     with phase("train"), _progress_bars(progress):
         result = train(config, train_set)
     catalog = training_catalog(train_set) if s2.format == "intent+response" else []
