@@ -4,20 +4,21 @@ The LM answers instantly (it parses the prompt and names one intent per message)
 synthetic (unit vectors around 300 topic centres, like recurring support messages; 600 intents), and
 progress is written to a scratch out folder as `igft label` does, so what is measured is igft's own
 work per conversation: retrieval, prompt building, parsing, catalog and index updates, the progress
-line. Retrieval is exact below GifaConfig.ann_threshold labeled messages and HNSW (faiss) above; for
-HNSW runs the time inside faiss (insertion, search) and the recall@5 of the HNSW neighbours against
-exact search (checked on 200 conversations spread over the run, its time left out) are printed too.
+line. Retrieval is exact below GifaConfig.ann_threshold labeled messages and an IVF index (faiss,
+igft/gifa/ivf.py) above; for those runs the time inside faiss (insertion with the partition's rebuilds,
+search) and the recall@5 of the approximate neighbours against exact search (checked on 200
+conversations spread over the run, its time left out) are printed too.
 Times are wall and CPU (process_time): on a shared machine the wall time mostly measures the load.
 Each size runs in its own process, so the peak resident memory printed is that size's, with one BLAS
 and one OpenMP thread: small matrix products spread over threads slow down badly on a loaded machine
 (on this shared 2-core sandbox a 10x64 @ 64x3000 product took 24 ms with two OpenBLAS threads, 0.6 ms
 with one).
 
-    python benchmarks/gifa_scale.py                      # exact at 10k and 100k, HNSW at 10k, 100k, 1M
+    python benchmarks/gifa_scale.py                      # exact at 10k and 100k, auto (IVF above 20k) at 10k, 100k, 1M
     python benchmarks/gifa_scale.py --sizes 10000 100000 --exact-sizes 10000
     python benchmarks/gifa_scale.py --one 100000 --retrieval exact    # one size, one mode
 
-Also checks that on the toy data the labels with HNSW equal those of exact search.
+Also checks that on the toy data the labels with the IVF index equal those of exact search.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 MESSAGES_PER_CONVERSATION = 10
 TOPICS = 300
-RECALL_CHECKS = 200  # HNSW searches checked against exact search per run (spread evenly)
+RECALL_CHECKS = 200  # approximate searches checked against exact search per run (spread evenly)
 
 
 def topic_word(topic: int) -> str:
@@ -98,23 +99,31 @@ def synthetic_dataset(n_messages: int, seed: int = 0):
 
 
 class FaissClock:
-    """Time spent inside faiss, and recall@5 of HNSW against exact search on sampled conversations."""
+    """Time spent inside faiss, and recall@5 of the IVF index against exact search on sampled conversations."""
 
     def __init__(self, every: int):
         self.add_s = self.search_s = self.check_s = self.check_cpu_s = 0.0
         self.calls, self.every = 0, max(1, every)
         self.found = self.wanted = 0
+        self.rebuilds = self.cells = 0
 
     def install(self):
-        from igft.gifa import catalog, hnsw
+        from igft.gifa import catalog, ivf
 
         clock = self
-        add, candidates, search_hnsw = hnsw.HNSWRows.add, hnsw.HNSWRows.candidates, catalog.RetrievalIndex._search_hnsw
+        init, add, candidates = ivf.IVFRows.__init__, ivf.IVFRows.add, ivf.IVFRows.candidates
+        search_ann = catalog.RetrievalIndex._search_ann
 
-        def timed_add(self, vectors):
+        def timed_init(self, vectors, seed=0):
             t = time.perf_counter()
-            add(self, vectors)
+            init(self, vectors, seed)
             clock.add_s += time.perf_counter() - t
+
+        def timed_add(self, vectors, all_rows):
+            t = time.perf_counter()
+            add(self, vectors, all_rows)
+            clock.add_s += time.perf_counter() - t
+            clock.rebuilds, clock.cells = self.rebuilds + 1, self.cells
 
         def timed_candidates(self, queries, top_k):
             t = time.perf_counter()
@@ -123,7 +132,7 @@ class FaissClock:
             return out
 
         def checked_search(self, queries, k):
-            rows, scores = search_hnsw(self, queries, k)
+            rows, scores = search_ann(self, queries, k)
             clock.calls += 1
             if clock.calls % clock.every == 0:
                 t, c = time.perf_counter(), time.thread_time()
@@ -136,8 +145,8 @@ class FaissClock:
                 clock.check_cpu_s += time.thread_time() - c
             return rows, scores
 
-        hnsw.HNSWRows.add, hnsw.HNSWRows.candidates = timed_add, timed_candidates
-        catalog.RetrievalIndex._search_hnsw = checked_search
+        ivf.IVFRows.__init__, ivf.IVFRows.add, ivf.IVFRows.candidates = timed_init, timed_add, timed_candidates
+        catalog.RetrievalIndex._search_ann = checked_search
 
 
 def run_one(n_messages: int, retrieval: str, dim: int) -> dict:
@@ -163,6 +172,7 @@ def run_one(n_messages: int, retrieval: str, dim: int) -> dict:
             "lm_ms_per_conversation": round(1000 * lm.seconds / len(dataset), 3),
             "faiss_add_s": round(clock.add_s, 1), "faiss_search_s": round(clock.search_s, 1),
             "recall_at_5": round(clock.found / clock.wanted, 4) if clock.wanted else None,
+            "ivf_cells": clock.cells, "ivf_builds": clock.rebuilds,
             "peak_rss_mb": round(peak_mb), "intents": len(result.catalog), "failures": len(result.failures),
             "loadavg": os.getloadavg()[0]}
 
@@ -194,7 +204,7 @@ def main() -> None:
     from igft.gifa import GifaConfig
 
     threshold = GifaConfig().ann_threshold
-    print(f"toy data: HNSW labels identical to exact search: {toy_check()}")
+    print(f"toy data: IVF labels identical to exact search: {toy_check()}")
     print(f"loadavg at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
     results: dict[tuple[int, str], dict] = {}
     for n, mode in [(n, "exact") for n in args.exact_sizes] + [(n, "auto") for n in args.sizes]:
@@ -206,21 +216,23 @@ def main() -> None:
             continue
         r = results[n, mode] = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"  ran {n} {mode}: {r}", flush=True)
-    print("\nms per conversation: wall (CPU of the process); exact/hnsw is the ratio of the wall times")
-    print(f"{'messages':>9} {'exact':>15} {'hnsw':>15} {'exact/hnsw':>10} {'hnsw s':>7} {'faiss add s':>11} "
-          f"{'faiss search s':>14} {'recall@5':>8} {'peak MB':>7} {'intents':>7}")
+    print("\nms per conversation: wall (CPU of the process); exact/ivf is the ratio of the wall times;"
+          " faiss add s includes the partition's builds")
+    print(f"{'messages':>9} {'exact':>15} {'ivf':>15} {'exact/ivf':>10} {'ivf s':>7} {'faiss add s':>11} "
+          f"{'faiss search s':>14} {'recall@5':>8} {'cells':>6} {'builds':>6} {'peak MB':>7} {'intents':>7}")
     for n in sorted({n for n, _ in results}):
-        exact, hnsw = results.get((n, "exact")), results.get((n, "auto"))
-        if hnsw is not None and n <= threshold:  # below the threshold "auto" is exact search too
-            exact, hnsw = exact or hnsw, None
+        exact, approx = results.get((n, "exact")), results.get((n, "auto"))
+        if approx is not None and n <= threshold:  # below the threshold "auto" is exact search too
+            exact, approx = exact or approx, None
         cell = lambda r: f"{r['ms_per_conversation']:.3f} ({r['cpu_ms_per_conversation']:.3f})"  # noqa: E731
         e = cell(exact) if exact else "not run"
-        h = cell(hnsw) if hnsw else "-"
-        ratio = f"{exact['ms_per_conversation'] / hnsw['ms_per_conversation']:.2f}x" if exact and hnsw else "-"
-        r = hnsw or exact
+        h = cell(approx) if approx else "-"
+        ratio = f"{exact['ms_per_conversation'] / approx['ms_per_conversation']:.2f}x" if exact and approx else "-"
+        r = approx or exact
         recall = f"{r['recall_at_5']:.4f}" if r.get("recall_at_5") is not None else "-"
         print(f"{n:>9} {e:>15} {h:>15} {ratio:>10} {r['seconds']:>7.1f} {r['faiss_add_s']:>11.1f} "
-              f"{r['faiss_search_s']:>14.1f} {recall:>8} {r['peak_rss_mb']:>7} {r['intents']:>7}")
+              f"{r['faiss_search_s']:>14.1f} {recall:>8} {r.get('ivf_cells') or '-':>6} {r.get('ivf_builds') or '-':>6} "
+              f"{r['peak_rss_mb']:>7} {r['intents']:>7}")
     print(f"loadavg at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

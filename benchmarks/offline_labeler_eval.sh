@@ -2,11 +2,13 @@
 # Item 3 of issue 15: GIFA with the shipped igft-labeler vs the embedding labeler, on data the
 # labeler was not trained on: the paper's toy conversations and the first dialogues of two SGD dev
 # services (Restaurants_2: domain seen in training under other services; Weather_1: domain unseen).
-#   bash benchmarks/offline_labeler_eval.sh [OUT] [SGD_DIALOGUES] [WHICH: all|emb|gifa]
+#   bash benchmarks/offline_labeler_eval.sh [OUT] [SGD_DIALOGUES] [WHICH: all|emb|gifa] [LLM]
+# LLM: the GIFA model spec, default the shipped adapter (local:igft-labeler); hf:runs/X/adapter for a new run.
 set -euo pipefail
 OUT=${1:-runs/ol_eval}
 N_SGD=${2:-3}
 WHICH=${3:-all}
+LLM=${4:-local:igft-labeler}
 EXT=../shared/external
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg OMP_NUM_THREADS=1
 mkdir -p "$OUT"
@@ -34,6 +36,6 @@ TOY=$EXT/paper_runs/toy_conversations.csv
 done
 [ "$WHICH" != emb ] && for data in "$TOY" "$OUT/sgd_Restaurants_2.csv" "$OUT/sgd_Weather_1.csv"; do
   tag=$(basename "$data" .csv)
-  run "gifa_$tag" "$data" --labeler gifa --llm local:igft-labeler --embedder local:minilm
+  run "gifa_$tag" "$data" --labeler gifa --llm "$LLM" --embedder local:minilm
 done
 true

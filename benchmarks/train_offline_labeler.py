@@ -48,10 +48,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--extra-sources", nargs="*", default=[str(DEFAULT_EXTRA)],
                    help="more training sources, used whole (no per-service cap); default: igft's toy conversations")
     p.add_argument("--extra-repeat", type=int, default=1, help="each extra-source sample appears this many times")
+    p.add_argument("--synthetic-runs", type=int, default=0,
+                   help="add this many seeded igft.synthetic datasets, each its own GIFA run (descriptive "
+                        "action_object intents for both speakers; seeds --seed+1000 ...)")
+    p.add_argument("--synthetic-messages", type=int, default=120, help="messages per synthetic run")
+    p.add_argument("--synthetic-intents", type=int, default=40, help="intents per synthetic run")
     p.add_argument("--validation-services", default=",".join(DEFAULT_VALIDATION),
                    help="comma-separated source names held out whole for validation ('' = none)")
     p.add_argument("--max-conversations-per-service", type=int, default=10, help="first N conversations per source")
-    p.add_argument("--window-messages", type=int, default=8, help="cut longer conversations into windows of this many messages")
+    p.add_argument("--window-messages", type=int, default=8,
+                   help="cut longer conversations into windows of this many messages (0 = whole conversations)")
     p.add_argument("--max-train-samples", type=int, default=None, help="seeded subsample of the training samples")
     p.add_argument("--max-validation-samples", type=int, default=24, help="seeded subsample of the validation samples")
     p.add_argument("--embedder", default="local:minilm", help="embedder spec for retrieval (as igft label --embedder)")
@@ -85,17 +91,30 @@ def build_samples(args: argparse.Namespace):
 
     sources = load_sources(args.sources)
     held = tuple(s for s in args.validation_services.split(",") if s.strip())
-    cut = SampleConfig(window_messages=args.window_messages,
+    window = args.window_messages or None
+    cut = SampleConfig(window_messages=window,
                        max_conversations_per_source=args.max_conversations_per_service,
                        validation_sources=held, seed=args.seed)
     embedder = build_embedder(args.embedder)
     built = build_labeler_samples(sources, embedder, GifaConfig(top_k=args.top_k), cut)
     if args.extra_sources:
-        extra_cut = SampleConfig(window_messages=args.window_messages, seed=args.seed)
+        extra_cut = SampleConfig(window_messages=window, seed=args.seed)
         extra = build_labeler_samples(load_sources(args.extra_sources), embedder, GifaConfig(top_k=args.top_k), extra_cut)
         built.train.extend(extra.train * max(1, args.extra_repeat))
         built.stats["train_sources"] += extra.stats["train_sources"]
         built.stats["n_extra_samples"] = len(extra.train)
+    if args.synthetic_runs:
+        from igft.synthetic import synthetic_dataset
+
+        runs = {f"synthetic_{args.seed + 1000 + i}": synthetic_dataset(args.synthetic_messages, args.synthetic_intents,
+                                                                         seed=args.seed + 1000 + i)
+                for i in range(args.synthetic_runs)}
+        synthetic = build_labeler_samples(runs, embedder, GifaConfig(top_k=args.top_k),
+                                          SampleConfig(window_messages=window, seed=args.seed))
+        built.train.extend(synthetic.train)
+        built.stats["train_sources"] += synthetic.stats["train_sources"]
+        built.stats["n_synthetic_samples"] = len(synthetic.train)
+    if args.extra_sources or args.synthetic_runs:
         built.stats["n_train_samples"] = len(built.train)
         built.stats["n_train_messages"] = sum(s["n_messages"] for s in built.train)
         built.stats["n_train_intents"] = len({i for s in built.train for i in s["gold"]})

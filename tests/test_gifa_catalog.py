@@ -120,7 +120,7 @@ def _clustered_rows(rng, n, dim, centres=40):
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def test_hnsw_above_the_threshold_agrees_with_exact_search_and_is_deterministic():
+def test_ivf_above_the_threshold_agrees_with_exact_search_and_is_deterministic():
     pytest.importorskip("faiss")
     rng = np.random.default_rng(3)
     emb = _clustered_rows(rng, 3000, 16)
@@ -134,7 +134,9 @@ def test_hnsw_above_the_threshold_agrees_with_exact_search_and_is_deterministic(
         return index
 
     exact, approx = built(None), built(500)
-    assert approx.uses_hnsw and not exact.uses_hnsw
+    assert approx.uses_ann and not exact.uses_ann
+    # Built at 510 labeled rows, retrained on all rows once 4x that were labeled: both kept the rows in order.
+    assert approx._ann.rebuilds == 1 and len(approx._ann) == 2800
     queries = keys[2800:]
     got, want = approx.neighbours(queries, 5), exact.neighbours(queries, 5)
     recall = np.mean([len(set(g) & set(w)) / 5 for g, w in zip(got, want)])
@@ -146,10 +148,10 @@ def test_hnsw_above_the_threshold_agrees_with_exact_search_and_is_deterministic(
     small, reference = RetrievalIndex(emb, keys, ann_threshold=2000), RetrievalIndex(emb, keys, ann_threshold=None)
     for index in (small, reference):
         index.add(keys[:1500], intents[:1500])
-    assert not small.uses_hnsw and small.neighbours(queries, 5) == reference.neighbours(queries, 5)
+    assert not small.uses_ann and small.neighbours(queries, 5) == reference.neighbours(queries, 5)
 
 
-def test_labels_on_toy_data_are_identical_with_hnsw_and_exact_search():
+def test_labels_on_toy_data_are_identical_with_ivf_and_exact_search():
     pytest.importorskip("faiss")
     from igft.data import load_conversations
     from igft.gifa import GifaConfig, label_dataset

@@ -88,3 +88,18 @@ def test_unknown_validation_service_is_one_clear_error(services, tmp_path):
     with pytest.raises(TrainingSampleError, match="not among the inputs"):
         script.build_samples(script.parse_args(["--sources", str(services), "--validation-services", "Nope_1",
                                                 "--embedder", "hashing", "--out", str(tmp_path / "x")]))
+
+
+def test_synthetic_runs_and_whole_conversations_add_samples(services, tmp_path):
+    script = load_script()
+    common = ["--sources", str(services), "--validation-services", "Gamma_1", "--extra-sources",
+              "--embedder", "hashing", "--out", str(tmp_path / "x")]
+    plain = script.build_samples(script.parse_args(common + ["--window-messages", "4"]))
+    whole = script.build_samples(script.parse_args(common + ["--window-messages", "0", "--synthetic-runs", "2",
+                                                             "--synthetic-messages", "40", "--synthetic-intents", "6"]))
+    # Window 0 keeps each conversation whole: one sample per SGD-style conversation, plus the synthetic runs'.
+    n_services = sum(1 for s in whole.train if not s["source"].startswith("synthetic_"))
+    assert n_services < len(plain.train)
+    synthetic = [s for s in whole.train if s["source"].startswith("synthetic_")]
+    assert {s["source"] for s in synthetic} == {"synthetic_1000", "synthetic_1001"}
+    assert whole.stats["n_synthetic_samples"] == len(synthetic) and whole.stats["n_train_samples"] == len(whole.train)

@@ -4,7 +4,7 @@ The catalog keeps every intent in first-seen order (so outputs are stable) with 
 example messages and a count. The index holds the embeddings of all messages (computed once, batched)
 and grows by appending the rows of each newly labeled conversation; a query for a whole conversation
 is one matrix product against the labeled rows, never a rebuild -- or, above ANN_THRESHOLD labeled
-messages, an HNSW search re-ranked exactly (igft/gifa/hnsw.py).
+messages, an inverted-file (IVF) search over the nearest cells (igft/gifa/ivf.py).
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ class IntentCatalog:
         return pd.DataFrame(rows, columns=CATALOG_COLUMNS)
 
 
-# Above this many labeled messages the index answers through HNSW (when faiss is installed); below it
+# Above this many labeled messages the index answers through an IVF index (when faiss is installed); below it
 # the exact matrix product is both exact and faster.
 ANN_THRESHOLD = 20_000
 
@@ -80,18 +80,18 @@ class RetrievalIndex:
     front. `add(keys, intents)` marks messages as labeled by copying their rows into the labeled block
     (amortised O(rows)); `query` scores a whole conversation against the labeled block in one matmul.
     Once more than `ann_threshold` messages are labeled (and faiss is importable), queries go through
-    an HNSW graph of the labeled rows instead (igft/gifa/hnsw.py), re-ranked exactly; `ann_threshold=None`
+    an inverted-file index of the labeled rows instead (igft/gifa/ivf.py), its candidates re-scored exactly; `ann_threshold=None`
     keeps exact search at every size. `n_labeled` doubles as a snapshot marker: `query(..., upto=n)`
     sees only the first n labeled rows (exactly).
 
-    Per conversation the work is O(messages x (labeled rows below the threshold | log n above it)):
+    Per conversation the work is O(messages x (labeled rows below the threshold | about sqrt(n) above it)):
     row lookups go through one dict, the labeled -> embedding row map is a preallocated array, and
-    the candidates of all messages are re-ranked in one batched product (no per-message Python loop).
+    the candidates of all messages are ordered in one batched sort (no per-message Python loop).
     """
 
     def __init__(self, embeddings: np.ndarray, keys: Sequence[Hashable], *, ann_threshold: int | None = ANN_THRESHOLD,
                  seed: int = 0):
-        from igft.gifa.hnsw import faiss_available
+        from igft.gifa.ivf import faiss_available
 
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or embeddings.shape[0] != len(keys):
@@ -104,7 +104,7 @@ class RetrievalIndex:
         self.ann_threshold = ann_threshold if (ann_threshold is not None and ann_threshold < len(keys)
                                                and faiss_available()) else None
         self.seed = seed
-        # The exact block holds the first `ann_threshold` labeled rows (all of them without HNSW).
+        # The exact block holds the first `ann_threshold` labeled rows (all of them without the ANN index).
         block = len(keys) if self.ann_threshold is None else self.ann_threshold
         self._labeled = np.empty((max(block, 1), embeddings.shape[1]), dtype=np.float32)
         # labeled row -> row in `embeddings`; every message is labeled at most once, so len(keys) fits all.
@@ -112,15 +112,15 @@ class RetrievalIndex:
         self._intents: list[str] = []
         self._labeled_keys: list[Hashable] = []
         self._is_labeled: set[Hashable] = set()
-        self._hnsw = None
+        self._ann = None
 
     @property
     def n_labeled(self) -> int:
         return len(self._intents)
 
     @property
-    def uses_hnsw(self) -> bool:
-        return self._hnsw is not None
+    def uses_ann(self) -> bool:
+        return self._ann is not None
 
     @property
     def labeled_intents(self) -> list[str]:
@@ -152,13 +152,12 @@ class RetrievalIndex:
         self._intents.extend(intents)
         self._labeled_keys.extend(keys)
         self._is_labeled.update(keys)
-        if self._hnsw is not None:
-            self._hnsw.add(vectors)
+        if self._ann is not None:
+            self._ann.add(vectors, lambda: self._labeled_rows(stop))
         elif self.ann_threshold is not None and stop > self.ann_threshold:
-            from igft.gifa.hnsw import HNSWRows
+            from igft.gifa.ivf import IVFRows
 
-            self._hnsw = HNSWRows(self._all.shape[1], seed=self.seed)
-            self._hnsw.add(self._labeled_rows(stop))  # all labeled rows, in labeling order
+            self._ann = IVFRows(self._labeled_rows(stop), seed=self.seed)  # all labeled rows, in labeling order
 
     def _labeled_rows(self, n: int) -> np.ndarray:
         if n <= self._labeled.shape[0]:
@@ -197,8 +196,8 @@ class RetrievalIndex:
             return np.empty((len(keys), 0), dtype=np.int64), np.empty((len(keys), 0), dtype=np.float32)
         queries = self.rows(keys)
         k = min(top_k, n)
-        if self._hnsw is not None and n == self.n_labeled:
-            return self._search_hnsw(queries, k)
+        if self._ann is not None and n == self.n_labeled:
+            return self._search_ann(queries, k)
         scores = queries @ self._labeled_rows(n).T  # (m, n): the one product per conversation
         # The k-th best score per row (one partition), then every row scoring at least that, ordered by
         # (-score, row) and cut at k: exact top-k with ties going to the earlier labeled message.
@@ -211,12 +210,12 @@ class RetrievalIndex:
             out_rows[i], out_scores[i] = best, scores[i, best]
         return out_rows, out_scores
 
-    def _search_hnsw(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        # (m, c) distinct labeled rows per query (an HNSW search visits a node once), -1 for none.
-        candidates = self._hnsw.candidates(queries, k)
+    def _search_ann(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        # (m, c) distinct labeled rows per query (each row sits in one cell), -1 for none, chosen by
+        # 8-bit codes; re-scored exactly here, so ranking and tie-breaks match the exact search.
+        candidates = self._ann.candidates(queries, k)
         invalid = candidates < 0
         vectors = self._all[self._labeled_all_rows[np.where(invalid, 0, candidates)]]  # (m, c, dim)
-        # Exact scores for the candidates, so ranking and tie-breaks match the exact search.
         scores = np.matmul(vectors, queries[:, :, None])[:, :, 0]
         scores[invalid] = -np.inf
         order = np.lexsort((candidates, -scores), axis=1)[:, :k]  # a -1 scores -inf: after every real row

@@ -76,8 +76,8 @@ class GifaConfig:
     worked_example: bool = field(default=True, metadata={"help": "show a short worked example of the answer format (helps small open models)"})
     stop_on_role_prefix: bool = field(default=True, metadata={"help": "stop generation at 'customer:' / 'assistant:' so a model copying the conversation fails fast"})
     window: int = field(default=1, metadata={"help": "conversations labeled concurrently against one snapshot (1 = the paper's sequential algorithm)"})
-    seed: int = field(default=0, metadata={"help": "seed sent with every request (sampling at temperature > 0 is seeded) and of the HNSW index"})
-    ann_threshold: int | None = field(default=ANN_THRESHOLD, metadata={"help": "above this many labeled messages retrieval uses an HNSW index (faiss), exact search below; None = always exact"})
+    seed: int = field(default=0, metadata={"help": "seed sent with every request (sampling at temperature > 0 is seeded) and of the approximate (IVF) index"})
+    ann_threshold: int | None = field(default=ANN_THRESHOLD, metadata={"help": "above this many labeled messages retrieval uses an inverted-file (IVF) index (faiss), exact search below; None = always exact"})
     embed_batch_size: int = field(default=256, metadata={"help": "texts per embedder call when embedding all messages up front"})
     embed_workers: int = field(default=1, metadata={"help": "embedder calls in flight at once when embedding all messages (raise it for a remote embedder)"})
 
