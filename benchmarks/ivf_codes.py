@@ -15,10 +15,17 @@ import argparse
 import math
 import time
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from igft.gifa import ivf  # noqa: E402  (the shipped index's settings, so the variants differ only in codes)
+
 DIM, TOPICS, N = 64, 300, 1_000_000
-TRAINED_ON, TRAIN_POINTS_PER_CELL, TOP_K = 320_000, 39, 5
+TRAINED_ON, TOP_K = 320_000, 5
 
 
 def make_index(faiss, kind: str, rows: np.ndarray, cells: int):
@@ -28,12 +35,12 @@ def make_index(faiss, kind: str, rows: np.ndarray, cells: int):
     else:
         codes = {"fp16": faiss.ScalarQuantizer.QT_fp16, "8-bit": faiss.ScalarQuantizer.QT_8bit}[kind]
         index = faiss.IndexIVFScalarQuantizer(quantizer, DIM, cells, codes, faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed, index.cp.niter, index.cp.spherical = 0, 10, True
-    index.cp.min_points_per_centroid, index.cp.max_points_per_centroid = 1, TRAIN_POINTS_PER_CELL
-    sample = rows[np.sort(np.random.default_rng(0).permutation(len(rows))[: cells * TRAIN_POINTS_PER_CELL])]
+    index.cp.seed, index.cp.niter, index.cp.spherical = 0, ivf.KMEANS_ITERATIONS, True
+    index.cp.min_points_per_centroid, index.cp.max_points_per_centroid = 1, ivf.TRAIN_POINTS_PER_CELL
+    sample = rows[np.sort(np.random.default_rng(0).permutation(len(rows))[: cells * ivf.TRAIN_POINTS_PER_CELL])]
     index.train(sample)
     index.add(rows)
-    index.nprobe = 8
+    index.nprobe = ivf.NPROBE
     return index
 
 
@@ -49,7 +56,7 @@ def main() -> None:
     x = centres[rng.integers(0, TOPICS, N)] + 0.4 * rng.standard_normal((N, DIM)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     filled = N - 10 * args.steps
-    cells = int(4 * math.sqrt(TRAINED_ON))
+    cells = int(ivf.CELLS_PER_SQRT_N * math.sqrt(TRAINED_ON))
     print(f"{'lists hold':>10} {'search ms':>9} {'add ms':>7} {'search / float':>14} {'recall@5':>8}")
     base = None
     for kind in ("float", "fp16", "8-bit"):
@@ -60,7 +67,7 @@ def main() -> None:
         for step in range(args.steps):
             queries = x[filled + 10 * step: filled + 10 * step + 10]
             t = time.perf_counter()
-            _, rows = index.search(queries, 2 * TOP_K)
+            _, rows = index.search(queries, ivf.CANDIDATES_PER_K * TOP_K)
             exact = np.einsum("mcd,md->mc", x[np.where(rows < 0, 0, rows)], queries)  # the caller's re-scoring
             top = np.take_along_axis(rows, np.argsort(-exact, axis=1)[:, :TOP_K], 1)
             search_s += time.perf_counter() - t

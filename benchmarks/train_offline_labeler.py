@@ -97,23 +97,23 @@ def build_samples(args: argparse.Namespace):
                        validation_sources=held, seed=args.seed)
     embedder = build_embedder(args.embedder)
     built = build_labeler_samples(sources, embedder, GifaConfig(top_k=args.top_k), cut)
+
+    def add_whole(runs, stat: str, repeat: int = 1) -> None:
+        # Sources used whole (no per-source cap, none held out), appended to the training samples.
+        more = build_labeler_samples(runs, embedder, GifaConfig(top_k=args.top_k),
+                                     SampleConfig(window_messages=window, seed=args.seed))
+        built.train.extend(more.train * max(1, repeat))
+        built.stats["train_sources"] += more.stats["train_sources"]
+        built.stats[stat] = len(more.train)
+
     if args.extra_sources:
-        extra_cut = SampleConfig(window_messages=window, seed=args.seed)
-        extra = build_labeler_samples(load_sources(args.extra_sources), embedder, GifaConfig(top_k=args.top_k), extra_cut)
-        built.train.extend(extra.train * max(1, args.extra_repeat))
-        built.stats["train_sources"] += extra.stats["train_sources"]
-        built.stats["n_extra_samples"] = len(extra.train)
+        add_whole(load_sources(args.extra_sources), "n_extra_samples", args.extra_repeat)
     if args.synthetic_runs:
         from igft.synthetic import synthetic_dataset
 
-        runs = {f"synthetic_{args.seed + 1000 + i}": synthetic_dataset(args.synthetic_messages, args.synthetic_intents,
-                                                                         seed=args.seed + 1000 + i)
-                for i in range(args.synthetic_runs)}
-        synthetic = build_labeler_samples(runs, embedder, GifaConfig(top_k=args.top_k),
-                                          SampleConfig(window_messages=window, seed=args.seed))
-        built.train.extend(synthetic.train)
-        built.stats["train_sources"] += synthetic.stats["train_sources"]
-        built.stats["n_synthetic_samples"] = len(synthetic.train)
+        seeds = [args.seed + 1000 + i for i in range(args.synthetic_runs)]
+        add_whole({f"synthetic_{seed}": synthetic_dataset(args.synthetic_messages, args.synthetic_intents, seed=seed)
+                   for seed in seeds}, "n_synthetic_samples")
     if args.extra_sources or args.synthetic_runs:
         built.stats["n_train_samples"] = len(built.train)
         built.stats["n_train_messages"] = sum(s["n_messages"] for s in built.train)

@@ -86,7 +86,8 @@ class RetrievalIndex:
 
     Per conversation the work is O(messages x (labeled rows below the threshold | about sqrt(n) above it)):
     row lookups go through one dict, the labeled -> embedding row map is a preallocated array, and
-    the candidates of all messages are ordered in one batched sort (no per-message Python loop).
+    the candidates of all messages are re-scored in one batched product and ordered in one sort
+    (no per-message Python loop).
     """
 
     def __init__(self, embeddings: np.ndarray, keys: Sequence[Hashable], *, ann_threshold: int | None = ANN_THRESHOLD,
