@@ -2,13 +2,15 @@
 # Item 3 of issue 15: GIFA with the shipped igft-labeler vs the embedding labeler, on data the
 # labeler was not trained on: the paper's toy conversations and the first dialogues of two SGD dev
 # services (Restaurants_2: domain seen in training under other services; Weather_1: domain unseen).
-#   bash benchmarks/offline_labeler_eval.sh [OUT] [SGD_DIALOGUES] [WHICH: all|emb|gifa] [LLM]
+#   bash benchmarks/offline_labeler_eval.sh [OUT] [SGD_DIALOGUES] [WHICH: all|emb|gifa] [LLM] [DATA: all|toy|sgd]
 # LLM: the GIFA model spec, default the shipped adapter (local:igft-labeler); hf:runs/X/adapter for a new run.
+# DATA: which datasets; two processes (toy, sgd) into the same OUT use both cores of a 2-core CPU.
 set -euo pipefail
 OUT=${1:-runs/ol_eval}
 N_SGD=${2:-3}
 WHICH=${3:-all}
 LLM=${4:-local:igft-labeler}
+DATA=${5:-all}
 EXT=../shared/external
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg OMP_NUM_THREADS=1
 mkdir -p "$OUT"
@@ -30,11 +32,17 @@ run() {  # name data labeler-args...
   echo "$name: $(cat "$OUT/$name.eval.json" | head -c 400)"
 }
 TOY=$EXT/paper_runs/toy_conversations.csv
-[ "$WHICH" != gifa ] && for data in "$TOY" "$OUT/sgd_Restaurants_2.csv" "$OUT/sgd_Weather_1.csv"; do
+case $DATA in
+  all) SETS=("$TOY" "$OUT/sgd_Restaurants_2.csv" "$OUT/sgd_Weather_1.csv") ;;
+  toy) SETS=("$TOY") ;;
+  sgd) SETS=("$OUT/sgd_Restaurants_2.csv" "$OUT/sgd_Weather_1.csv") ;;
+  *) echo "DATA must be all, toy or sgd, not '$DATA'" >&2; exit 2 ;;
+esac
+[ "$WHICH" != gifa ] && for data in "${SETS[@]}"; do
   tag=$(basename "$data" .csv)
   run "emb_$tag" "$data" --labeler embeddings --embedder local:minilm
 done
-[ "$WHICH" != emb ] && for data in "$TOY" "$OUT/sgd_Restaurants_2.csv" "$OUT/sgd_Weather_1.csv"; do
+[ "$WHICH" != emb ] && for data in "${SETS[@]}"; do
   tag=$(basename "$data" .csv)
   run "gifa_$tag" "$data" --labeler gifa --llm "$LLM" --embedder local:minilm
 done

@@ -404,3 +404,27 @@ def test_hybrid_records_and_replays_through_a_cassette(dataset, tmp_path):
         assert stats["calls"] >= stats["n_proposed_clusters"] > 0
     assert outputs[0] == outputs[1]
     assert (tmp_path / "cassette" / "lm.jsonl").stat().st_size > 0
+
+
+def test_hybrid_recording_writes_run_json_and_replays_with_no_flags(dataset, tmp_path):
+    # The recording's labeler and options (here max_tokens and max_merge_checks, which shape the
+    # requests) are in run.json, so `igft label --cassette DIR --out OUT` alone replays it exactly.
+    from igft.cli import main
+
+    data = dataset.save(tmp_path / "data.csv")
+    cassette = tmp_path / "cassette"
+    code = main(["label", "--data", str(data), "--labeler", "hybrid", "--llm", "scripted", "--embedder", "hashing",
+                 "--mode", "record", "--cassette", str(cassette), "--out", str(tmp_path / "record"), "--no-progress",
+                 "--option", "max_tokens=20", "--option", "max_merge_checks=3"])
+    assert code == 0
+    run = json.loads((cassette / "run.json").read_text())
+    assert run["labeler"] == "hybrid" and run["llm"] == "scripted" and run["embedder"] == "hashing"
+    assert run["options"] == {"max_tokens": "20", "max_merge_checks": "3"} and run["data"] == str(data)
+    assert main(["label", "--cassette", str(cassette), "--out", str(tmp_path / "replay"), "--no-progress"]) == 0
+    assert (tmp_path / "replay" / "labels.csv").read_text() == (tmp_path / "record" / "labels.csv").read_text()
+    # the options are in the requests: another max_tokens misses the cassette
+    assert main(["label", "--cassette", str(cassette), "--out", str(tmp_path / "miss"), "--no-progress",
+                 "--option", "max_tokens=21"]) != 0
+    # a different labeler does not inherit the hybrid's options (embeddings has no max_tokens)
+    assert main(["label", "--cassette", str(cassette), "--out", str(tmp_path / "other"), "--no-progress",
+                 "--labeler", "embeddings"]) == 0

@@ -103,3 +103,16 @@ def test_synthetic_runs_and_whole_conversations_add_samples(services, tmp_path):
     synthetic = [s for s in whole.train if s["source"].startswith("synthetic_")]
     assert {s["source"] for s in synthetic} == {"synthetic_1000", "synthetic_1001"}
     assert whole.stats["n_synthetic_samples"] == len(synthetic) and whole.stats["n_train_samples"] == len(whole.train)
+
+
+def test_base_dtype_auto_picks_bf16_only_where_the_cpu_runs_it(monkeypatch):
+    # bf16 on a CPU without bf16 hardware (AVX2) was measured 13x slower than fp32: 700-780 s per step
+    # against 55-59 s (results/offline_labeler.md), so 'auto' must fall back to fp32 there.
+    import torch
+
+    script = load_script()
+    assert script.base_dtype("fp32") == "fp32" and script.base_dtype("bf16") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for native, expected in ((False, "fp32"), (True, "bf16")):
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda native=native: native)
+        assert script.base_dtype("auto") == expected

@@ -109,14 +109,16 @@ def resolve_settings(args: LabelRunRequest) -> dict[str, Any]:
         except OSError as err:
             raise IgftError(f"cannot read --instruction-file {args.instruction_file}: {err.strerror}") from err
     max_conv = args.max_conversations if args.max_conversations is not None else recorded.get("max_conversations")
+    labeler = args.labeler or recorded.get("labeler") or DEFAULTS["labeler"]
     return {
         "data": data, "data_path": data_path, "mode": mode, "cassette": cassette,
         "lm_cassette": lm_path, "embedder_cassette": emb_path, "run_file": run_path,
         "llm": args.llm or recorded.get("llm") or DEFAULTS["llm"],
         "embedder": args.embedder or recorded.get("embedder") or DEFAULTS["embedder"],
-        "labeler": args.labeler or recorded.get("labeler") or DEFAULTS["labeler"],
+        "labeler": labeler,
         "gifa": gifa, "max_conversations": max_conv,
-        "options": dict(args.options),
+        # A recording's labeler options (hybrid: max_tokens, ...) shape its requests, as GIFA's settings do.
+        "options": {**(recorded.get("options", {}) if labeler == recorded.get("labeler") else {}), **args.options},
         # Redaction changes every prompt, so it is part of what a replay must repeat (run.json).
         "redact": bool(args.redact if args.redact is not None else recorded.get("redact", False)),
     }
@@ -133,7 +135,8 @@ def _gifa_config(values: dict):
 
 
 def _write_run_file(settings: dict, config, dataset) -> None:
-    """Store the recorded run's settings beside its cassette so a replay sends the same requests."""
+    """Store the recorded run's settings beside its cassette so a replay sends the same requests
+    (config: the GifaConfig of a GIFA run, None for the embeddings and hybrid labelers)."""
     path: Path = settings["run_file"]
     path.parent.mkdir(parents=True, exist_ok=True)
     from igft.resources import toy_conversations_path
@@ -145,9 +148,14 @@ def _write_run_file(settings: dict, config, dataset) -> None:
     keep = settings.get("save_endpoint")
     llm = settings["llm"] if keep else redacted_spec(settings["llm"])
     embedder = settings["embedder"] if keep else redacted_spec(settings["embedder"], embedder=True)
-    record = {"labeler": "gifa", "llm": llm, "embedder": embedder,
+    record = {"labeler": settings["labeler"], "llm": llm, "embedder": embedder,
               "data": TOY_DATA if is_toy else str(data), "max_conversations": settings["max_conversations"],
-              "redact": settings["redact"], "gifa": {k: v for k, v in asdict(config).items() if k != "embed_workers"}}
+              "redact": settings["redact"]}
+    if config is not None:  # GIFA: every setting its requests depend on
+        record["gifa"] = {k: v for k, v in asdict(config).items() if k != "embed_workers"}
+    else:  # embeddings / hybrid: their options and the seed (the only GIFA setting they read)
+        record["options"] = dict(settings["options"])
+        record["gifa"] = {"seed": int(settings["gifa"].get("seed", 0))}
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -266,6 +274,9 @@ def run_labeling(args: LabelRunRequest) -> LabelRun:
                                    run_settings={"redact": True} if settings["redact"] else None)
         else:
             import igft.discover as discover
+
+            if mode == "record" and settings["run_file"] is not None:
+                _write_run_file(settings, None, dataset)
 
             result = discover.label_with(labeler, dataset, embedder=embedder, lm=lm,
                                          seed=int(settings["gifa"].get("seed", 0)), progress=progress,
