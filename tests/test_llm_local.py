@@ -93,7 +93,15 @@ def test_hf_spec_loads_a_peft_adapter_folder_on_its_base(smollm2, tmp_path):
     cfg_path.write_text(json.dumps(cfg))
 
     adapted = build_lm(f"hf:{adapter_dir}")
-    assert isinstance(adapted.inner._model, PeftModel)
+    # The adapter is merged into the base at load (one matmul per projection), so the loaded model
+    # is a plain causal LM whose adapted projections differ from the base's.
+    merged = adapted.inner._model
+    assert not isinstance(merged, PeftModel)
+    q_base = base.model.layers[0].self_attn.q_proj.weight
+    q_merged = merged.model.layers[0].self_attn.q_proj.weight
+    assert not torch.allclose(q_merged.float(), q_base.float())
+    k_base = base.model.layers[0].self_attn.k_proj.weight  # not a LoRA target: unchanged
+    assert torch.equal(merged.model.layers[0].self_attn.k_proj.weight.float(), k_base.float())
     prompt = "What is the capital of France? Answer in one word."
     assert adapted.model == f"hf:{adapter_dir}"
     assert ask(adapted, prompt, max_tokens=10).text != ask(smollm2, prompt, max_tokens=10).text
