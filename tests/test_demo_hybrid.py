@@ -54,3 +54,13 @@ def test_igft_label_replays_the_recording_too(tmp_path, capsys):
     assert main(["label", "--cassette", str(HYBRID), "--out", str(tmp_path / "hyb"), "--no-progress", *flags]) == 0
     stats = json.loads((tmp_path / "hyb" / "stats.json").read_text())
     assert stats["labeler"] == "hybrid" and stats["usage"]["live_calls"] == 0
+
+
+def test_the_pipelines_hybrid_recording_writes_the_same_run_json_as_igft_label(tmp_path):
+    cfg = PipelineConfig(mode="record", cassette_dir=str(tmp_path))
+    _hybrid_models(cfg, shared_embedder=None)  # builds the recording models; nothing is called yet
+    written = json.loads((tmp_path / "hybrid" / "run.json").read_text())
+    bundled = json.loads((HYBRID / "run.json").read_text())  # written by `igft label --mode record`
+    assert set(written) == set(bundled)
+    assert written["labeler"] == "hybrid" and written["data"] == "toy" and written["llm"] == cfg.llm
+    assert written["gifa"] == {"seed": cfg.seed} and written["options"] == {}

@@ -137,25 +137,35 @@ def _gifa_config(values: dict):
 def _write_run_file(settings: dict, config, dataset) -> None:
     """Store the recorded run's settings beside its cassette so a replay sends the same requests
     (config: the GifaConfig of a GIFA run, None for the embeddings and hybrid labelers)."""
-    path: Path = settings["run_file"]
-    path.parent.mkdir(parents=True, exist_ok=True)
+    keep = settings.get("save_endpoint")
+    write_label_run_file(settings["run_file"], labeler=settings["labeler"], llm=settings["llm"],
+                         embedder=settings["embedder"], data=settings["data"],
+                         max_conversations=settings["max_conversations"], redact=settings["redact"],
+                         gifa_config=config, options=settings["options"],
+                         seed=int(settings["gifa"].get("seed", 0)), save_endpoint=bool(keep))
+
+
+def write_label_run_file(path: Path, *, labeler: str, llm: str, embedder: str, data: str | Path,
+                         max_conversations: int | None = None, redact: bool = False, gifa_config=None,
+                         options: dict | None = None, seed: int = 0, save_endpoint: bool = False) -> None:
+    """The one writer of a labeling recording's run.json (`igft label --mode record` and the pipeline's
+    hybrid recording), so `igft label --cassette FOLDER` replays either with no flags."""
+    from igft.llm.factory import redacted_spec
     from igft.resources import toy_conversations_path
 
-    data = settings["data"]
-    is_toy = data == TOY_DATA or Path(data).resolve() == toy_conversations_path().resolve()
-    from igft.llm.factory import redacted_spec
-
-    keep = settings.get("save_endpoint")
-    llm = settings["llm"] if keep else redacted_spec(settings["llm"])
-    embedder = settings["embedder"] if keep else redacted_spec(settings["embedder"], embedder=True)
-    record = {"labeler": settings["labeler"], "llm": llm, "embedder": embedder,
-              "data": TOY_DATA if is_toy else str(data), "max_conversations": settings["max_conversations"],
-              "redact": settings["redact"]}
-    if config is not None:  # GIFA: every setting its requests depend on
-        record["gifa"] = {k: v for k, v in asdict(config).items() if k != "embed_workers"}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    is_toy = str(data) == TOY_DATA or Path(data).resolve() == toy_conversations_path().resolve()
+    record = {"labeler": labeler,
+              "llm": llm if save_endpoint else redacted_spec(llm),
+              "embedder": embedder if save_endpoint else redacted_spec(embedder, embedder=True),
+              "data": TOY_DATA if is_toy else str(data), "max_conversations": max_conversations,
+              "redact": redact}
+    if gifa_config is not None:  # GIFA: every setting its requests depend on
+        record["gifa"] = {k: v for k, v in asdict(gifa_config).items() if k != "embed_workers"}
     else:  # embeddings / hybrid: their options and the seed (the only GIFA setting they read)
-        record["options"] = dict(settings["options"])
-        record["gifa"] = {"seed": int(settings["gifa"].get("seed", 0))}
+        record["options"] = dict(options or {})
+        record["gifa"] = {"seed": int(seed)}
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

@@ -76,7 +76,7 @@ def _hybrid_models(cfg: PipelineConfig, shared_embedder) -> HybridModels | None:
     vectors too, so the clusters (and hence the naming prompts) are exactly the recorded ones on any
     machine: a live MiniLM could round a vector differently and miss the cassette. None when dummy mode
     has nothing recorded (the row is left out and the summary says why)."""
-    from igft.gifa.run import read_run_file
+    from igft.gifa.run import TOY_DATA, read_run_file, write_label_run_file
     from igft.llm.factory import build_embedder, build_lm
     from igft.llm.usage import UsageMeter
     from igft.pipeline.stage1 import cassette_for
@@ -98,18 +98,9 @@ def _hybrid_models(cfg: PipelineConfig, shared_embedder) -> HybridModels | None:
     if folder is not None:
         embedder = build_embedder(cfg.embedder, mode=cfg.mode, cassette=folder / "embeddings.jsonl", usage=meter)
         if cfg.mode == "record":
-            _write_hybrid_run_file(folder, cfg)
+            write_label_run_file(folder / "run.json", labeler="hybrid", llm=cfg.llm, embedder=cfg.embedder,
+                                 data=cfg.data or TOY_DATA, seed=cfg.seed)
     return HybridModels(lm, embedder, {}, meter, folder)
-
-
-def _write_hybrid_run_file(folder: Path, cfg: PipelineConfig) -> None:
-    """The same run.json layout as `igft label`'s, so `igft label --cassette FOLDER` replays it too."""
-    from igft.llm.factory import redacted_spec
-
-    folder.mkdir(parents=True, exist_ok=True)
-    record = {"labeler": "hybrid", "llm": redacted_spec(cfg.llm), "embedder": redacted_spec(cfg.embedder, embedder=True),
-              "data": cfg.data or "toy", "max_conversations": None, "options": {}, "gifa": {"seed": cfg.seed}}
-    (folder / "run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 def _compare_labelers(cfg: PipelineConfig, stage1, out: Path, summary: dict) -> pd.DataFrame:
