@@ -9,14 +9,16 @@ are held out for validation. Writes into --out:
   samples_train.jsonl, samples_validation.jsonl, sample_stats.json
   train_log.jsonl, loss.png, metrics.json
 
-    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1 nice -n 10 python benchmarks/train_offline_labeler.py \\
-        --max-conversations-per-service 5 --window-messages 5 --extra-repeat 2 --max-seq-len 768 \\
-        --max-steps 60 --max-minutes 38 --grad-accum 4 --learning-rate 1e-3 --eval-steps 20 \\
-        --max-validation-samples 8 --out runs/ol_main --ship runs/ol_main/ship
+    PYTHONPATH=. HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=2 python benchmarks/train_offline_labeler.py \\
+        --max-conversations-per-service 6 --window-messages 12 --synthetic-runs 8 --synthetic-messages 120 \\
+        --synthetic-intents 40 --extra-sources --max-seq-len 1100 --max-steps 120 --max-minutes 88 \\
+        --grad-accum 4 --learning-rate 7e-4 --lora-r 16 \\
+        --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj --eval-steps 30 \\
+        --max-validation-samples 8 --threads 2 --base-dtype fp32 --out runs/ol4 --ship runs/ol4/ship
 
-is the run behind the shipped igft/models/igft_labeler/ (--ship writes the fp16 copy without tokenizer;
-results/offline_labeler.md has its figures). Label with a run's adapter:
-igft label --llm hf:runs/ol_main/adapter ...; with the shipped one: igft label --llm local:igft-labeler ...
+is the run behind the shipped igft/models/igft_labeler/ (75 min on 2 CPU cores; --ship writes the fp16
+copy without tokenizer; results/offline_labeler.md has its figures). Label with a run's adapter:
+igft label --llm hf:runs/ol4/adapter ...; with the shipped one: igft label --llm local:igft-labeler ...
 """
 from __future__ import annotations
 

