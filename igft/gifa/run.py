@@ -134,15 +134,15 @@ def _gifa_config(values: dict):
     return GifaConfig(**values).validate()
 
 
-def _write_run_file(settings: dict, config, dataset) -> None:
+def _write_run_file(settings: dict, config) -> None:
     """Store the recorded run's settings beside its cassette so a replay sends the same requests
     (config: the GifaConfig of a GIFA run, None for the embeddings and hybrid labelers)."""
-    keep = settings.get("save_endpoint")
     write_label_run_file(settings["run_file"], labeler=settings["labeler"], llm=settings["llm"],
                          embedder=settings["embedder"], data=settings["data"],
                          max_conversations=settings["max_conversations"], redact=settings["redact"],
                          gifa_config=config, options=settings["options"],
-                         seed=int(settings["gifa"].get("seed", 0)), save_endpoint=bool(keep))
+                         seed=int(settings["gifa"].get("seed", 0)),
+                         save_endpoint=bool(settings.get("save_endpoint")))
 
 
 def write_label_run_file(path: Path, *, labeler: str, llm: str, embedder: str, data: str | Path,
@@ -276,7 +276,7 @@ def run_labeling(args: LabelRunRequest) -> LabelRun:
             if parse_spec(settings["embedder"], embedder=True).backend.startswith("openai"):
                 config.embed_workers = backend.get("max_concurrency", 8)  # remote batches in parallel
             if mode == "record" and settings["run_file"] is not None:
-                _write_run_file(settings, config, dataset)
+                _write_run_file(settings, config)
             # Progress of a run with the other --redact setting is refused like other settings (its
             # prompts differ); the key is absent for unredacted runs, so their headers stay as before.
             result = label_dataset(dataset, lm, embedder, config, out_dir=out, progress=progress,
@@ -286,7 +286,7 @@ def run_labeling(args: LabelRunRequest) -> LabelRun:
             import igft.discover as discover
 
             if mode == "record" and settings["run_file"] is not None:
-                _write_run_file(settings, None, dataset)
+                _write_run_file(settings, None)
 
             result = discover.label_with(labeler, dataset, embedder=embedder, lm=lm,
                                          seed=int(settings["gifa"].get("seed", 0)), progress=progress,
