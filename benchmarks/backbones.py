@@ -3,8 +3,9 @@
 Replays the recorded toy runs under simulated_runs/ (no model, no network), then prints one table
 (validation best, test score of that choice, the seed instruction on validation and test, test gain)
 and writes backbones.png (best validation objective within the common budget, test scores marked)
-and backbones_progress.png (best so far against cumulative LLM calls). The recordings use
-SmolLM2-135M, which cannot really do GIFA: the figures exercise the machinery, not the method.
+and backbones_progress.png (best so far against cumulative LLM calls). In the recordings GIFA labels
+with the offline labeler local:igft-labeler (real but weak labels) and the untrained SmolLM2-135M
+writes the instructions, which it cannot do well: the gains exercise the machinery, not the method.
 
     python benchmarks/backbones.py [--out DIR] [--budget CALLS]
 """
@@ -50,7 +51,8 @@ def main() -> None:
     frames = {algo: frame for algo, (frame, _) in runs.items()}
     results = {algo: result for algo, (_, result) in runs.items()}
     budget = args.budget or min(float(f["cum_calls"].max()) for f in frames.values())
-    print(f"backbones on the recorded toy runs (SmolLM2-135M: machinery check, not a quality claim); "
+    print(f"backbones on the recorded toy runs (instructions by SmolLM2-135M, GIFA by igft-labeler: a machinery "
+          f"check, not a quality claim); "
           f"common budget {budget:g} LLM calls")
     print(f"{'backbone':15s} {'trials':>6s} {'max r':>5s} {'calls':>6s} {'val/tr/te':>9s} {'best@bud':>8s} "
           f"{'best val':>8s} {'best test':>9s} {'seed val':>8s} {'seed test':>9s} {'gain':>8s}")
@@ -64,7 +66,7 @@ def main() -> None:
     tests = {algo: {k: results[algo][k] for k in ("best_test", "seed_test")} for algo in ALGOS}
     comparison = plot_comparison(frames, out / "backbones.png", budget, tests=tests)
     progress = plot_progress(frames, out / "backbones_progress.png", x="cum_calls", tests=tests,
-                             title="best validation objective vs LLM calls (recorded SmolLM2 toy runs)")
+                             title="best validation objective vs LLM calls (recorded toy runs)")
     print(f"wrote {comparison} and {progress}")
 
 

@@ -36,6 +36,28 @@ def test_optimize_records_then_replays_the_same_history(tmp_path, algo, capsys):
     assert replay["live_calls"] == 0 and replay["trials"] == result["trials"]
 
 
+def _cassette_requests(path):
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    return [(e["model"], "\n".join(m["content"] for m in e["request"]["messages"])) for e in entries]
+
+
+def test_optimize_with_a_separate_gifa_llm_records_each_model_in_its_own_cassette(tmp_path, capsys):
+    """--gifa-llm labels inside the trials; --llm writes the instructions; a replay needs neither model."""
+    assert optimize(tmp_path, "random", "record", tmp_path / "rec", "--gifa-llm", "scripted:gifa") == 0
+    cassette = tmp_path / "cassette"
+    meta, gifa = _cassette_requests(cassette / "lm.jsonl"), _cassette_requests(cassette / "gifa_lm.jsonl")
+    gifa_prompt = "Answer with one line per"  # GIFA's output rule; no meta-prompt has it
+    assert meta and all(model == "scripted" and gifa_prompt not in text for model, text in meta)
+    assert gifa and all(model == "scripted:gifa" and gifa_prompt in text for model, text in gifa)
+    assert json.loads((cassette / "run.json").read_text())["options"]["gifa_llm"] == "scripted:gifa"
+    assert main(["optimize", "--algo", "random", "--mode", "replay", "--cassette", str(cassette),
+                 "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "history.jsonl").read_text() == (tmp_path / "rec" / "history.jsonl").read_text()
+    replay = json.loads((tmp_path / "rep" / "result.json").read_text())
+    assert replay["live_calls"] == 0 and replay["llm_calls"] == len(meta) + len(gifa)
+    assert replay["models"] == {"llm": "scripted", "gifa_llm": "scripted:gifa"}
+
+
 def test_optimize_budget_and_resume_from_the_output_folder(tmp_path, capsys):
     # GIFA retries the scripted "ok" answer: 3 calls per conversation, 6 per trial, +2 meta-prompt calls per child.
     assert optimize(tmp_path, "random", "record", tmp_path / "out", "--max-calls", "12") == 0

@@ -1,5 +1,6 @@
-"""The recorded SmolLM2 toy runs under simulated_runs/ replay with no model, no key, no network —
-give identical histories at concurrency 1 and 4, and write the held-out figures into result.json."""
+"""The recorded toy runs under simulated_runs/ (instructions by SmolLM2, GIFA labels by igft-labeler)
+replay with no model, no key, no network — give identical histories at concurrency 1 and 4, and write
+the held-out figures into result.json."""
 from __future__ import annotations
 
 import json
@@ -29,3 +30,8 @@ def test_recorded_run_replays_identically_at_concurrency_1_and_4(tmp_path, algo,
         assert isinstance(result[key], float), key
     assert result["test_gain"] == pytest.approx(result["best_test"] - result["seed_test"])
     assert result["n_train"] >= 2 and result["n_validation"] >= 2 and result["n_test"] >= 2
+    # GIFA inside the trials is the offline labeler's, from its own cassette: its scores carry signal
+    # (the untrained SmolLM2's were about 0), whatever SmolLM2's instructions are worth.
+    assert (folder / "gifa_lm.jsonl").is_file()
+    assert result["models"] == {"llm": "local:smollm2", "gifa_llm": "local:igft-labeler"}
+    assert result["seed_val"] > 0.05 and result["seed_test"] > 0.05, result

@@ -101,11 +101,13 @@ def test_demo_tells_the_story_and_stage2_meets_its_targets(tmp_path):
     assert not missing, f"demo did not write {missing}"
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("igft pipeline [replay mode]") and lines[1].startswith("Labelers on toy_conversations.csv")
-    assert any("exercise the machinery" in line for line in lines), "the SmolLM2 replays must say what they are"
+    assert any("exercise the search machinery" in line for line in lines), "SmolLM2's instructions must say what they are"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stage1"]["messages"] == 267 and set(summary["search"]) == {"random", "greedy", "see", "hyperband-see"}
     names = [row["labeler"] for row in summary["labelers"]]
-    assert names[0] == "embeddings (automatic k)" and any(n.startswith("gifa") for n in names)
+    assert names[0] == "embeddings (automatic k)" and "gifa (replay, igft-labeler, SGD-trained)" in names
+    assert summary["stage1"]["llm"] == "local:igft-labeler" and not summary["stage1"]["machinery_only"]
+    assert all(s["models"] == {"llm": "local:smollm2", "gifa_llm": "local:igft-labeler"} for s in summary["search"].values())
     # the hybrid row is the bundled SmolLM2 recording replayed: every call from the cassette, none live
     assert any(n.startswith("hybrid (replay") for n in names), names
     assert summary["hybrid"]["llm_calls"] > 0 and summary["hybrid"]["live_llm_calls"] == 0, summary["hybrid"]

@@ -2,7 +2,7 @@
 
 `igft optimize` writes history.jsonl (one line per scored trial; a rerun resumes from it), result.json
 and progress plots into --out. Without --data and --cassette, --mode replay replays the package's
-recorded run of that backbone (simulated_runs/<backbone>/: lm.jsonl, embeddings.jsonl, run.json —
+recorded run of that backbone (simulated_runs/<backbone>/: lm.jsonl, gifa_lm.jsonl, embeddings.jsonl, run.json —
 run.json holds the recorded settings, used as defaults so the replay sends the recorded requests).
 """
 from __future__ import annotations
@@ -58,8 +58,8 @@ def _register_optimize(subparsers) -> None:
         "optimize", help="search GIFA's instruction with random, greedy, SEE or Hyperband-SEE",
         description="Prompt search, judged out of sample: the conversations are split once (seeded) into train "
                     "(feedback), validation (every comparison) and test (scored once at the end). Without --data and "
-                    "--cassette, --mode replay replays the bundled recorded run of the backbone (SmolLM2 on the toy "
-                    "data: it exercises the machinery, not the method). Search options default to the recorded run's "
+                    "--cassette, --mode replay replays the bundled recorded run of the backbone on the toy data (instructions "
+                    "by SmolLM2-135M, GIFA labels by local:igft-labeler: it exercises the machinery, not the method). Search options default to the recorded run's "
                     "values (run.json), else to the library's defaults shown here. --max-calls / --max-tokens / "
                     "--max-dollars mean what they mean in `igft label`: live usage over every run of the job in --out "
                     "(usage.json); the final test scoring is charged too and may run past them (result.json "
@@ -67,10 +67,13 @@ def _register_optimize(subparsers) -> None:
     a = p.add_argument
     a("--algo", required=True, choices=tuple(ALGO_DIRS), help="backbone")
     a("--data", help="conversation CSV/JSONL with gold intents (default: the bundled toy conversations)")
-    a("--llm", help=f"LLM spec for meta-prompts and GIFA (default: the cassette's, else {RUN_DEFAULTS['llm']})")
+    a("--llm", help=f"LLM spec for meta-prompts, and for GIFA without --gifa-llm (default: the cassette's, else {RUN_DEFAULTS['llm']})")
+    a("--gifa-llm", help="LLM spec that labels with GIFA inside every trial, e.g. local:igft-labeler, which cannot write "
+                         "instructions (default: the cassette's, else --llm); recorded in the cassette's gifa_lm.jsonl")
     a("--embedder", help=f"embedder spec for GIFA retrieval and semantic pairing (default: the cassette's, else {RUN_DEFAULTS['embedder']})")
     a("--mode", choices=("live", "record", "replay"), help="default: replay without --data, else live")
-    a("--cassette", help="cassette folder (lm.jsonl, embeddings.jsonl, run.json); default without --data: simulated_runs/<algo>")
+    a("--cassette", help="cassette folder (lm.jsonl, gifa_lm.jsonl with --gifa-llm, embeddings.jsonl, run.json); "
+                        "default without --data: simulated_runs/<algo>")
     a("--out", required=True, help="output folder: history.jsonl, result.json, progress_*.png")
     a("--no-resume", action="store_true", help="start over instead of reusing trials in --out/history.jsonl: a new "
                                                 "job, whose budget counts from zero (earlier runs stay in usage.json)")
@@ -103,7 +106,7 @@ def run_optimize(args: argparse.Namespace) -> int:
     job = result.usage.get("job", {})
     print(f"LLM calls {summary['llm_calls']} (live this run {done.usage['live_calls']}, live in this job "
           f"{job.get('live_calls', done.usage['live_calls'])} over {job.get('runs', 1)} run(s)), tokens {summary['tokens']} "
-          f"[mode {mode}]")
+          f"[mode {mode}; instructions by {result.models['llm']}, GIFA labels by {result.models['gifa_llm']}]")
     if result.stopped:
         print(f"stopped early: {result.stopped}")
         final = summary["final_scoring"]

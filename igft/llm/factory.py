@@ -1,6 +1,6 @@
 """Build an LM or Embedder from a spec string, wrapped as MeteredX(CassetteX(lazy backend)).
 
-LM specs:        openai:MODEL | openai-compatible:URL:MODEL | local:smollm2 | local:igft-labeler | hf:PATH_OR_ID | scripted
+LM specs:        openai:MODEL | openai-compatible:URL:MODEL | local:smollm2 | local:igft-labeler | hf:PATH_OR_ID | scripted[:NAME]
 Embedder specs:  openai:MODEL | openai-compatible:URL:MODEL | local:minilm | st:PATH_OR_ID | hashing
 
 The cassette key uses the spec's model name (`openai:gpt-4o`, `openai-compatible:llama3`,
@@ -18,7 +18,7 @@ from igft.llm.base import LM, Embedder, HashingEmbedder, ScriptedLM
 from igft.llm.cassette import CassetteEmbedder, CassetteLM, check_mode
 from igft.llm.usage import Budget, MeteredEmbedder, MeteredLM, UsageMeter
 
-LM_SPEC_FORMS = "openai:MODEL, openai-compatible:URL:MODEL, local:smollm2, local:igft-labeler, hf:PATH_OR_ID, scripted"
+LM_SPEC_FORMS = "openai:MODEL, openai-compatible:URL:MODEL, local:smollm2, local:igft-labeler, hf:PATH_OR_ID, scripted[:NAME]"
 EMBEDDER_SPEC_FORMS = "openai:MODEL, openai-compatible:URL:MODEL, local:minilm, st:PATH_OR_ID, hashing"
 
 
@@ -80,6 +80,8 @@ def parse_spec(spec: str, *, embedder: bool = False) -> ParsedSpec:
             raise SpecError(f"unknown local LLM {rest!r}; the bundled ones are local:smollm2 and "
                             f"local:igft-labeler (valid forms: {forms})")
         return ParsedSpec("local", "local:smollm2", "local:smollm2")
+    if not embedder and backend == "scripted":  # a second, differently named fake (e.g. a search's GIFA LLM in tests)
+        return ParsedSpec("scripted", spec, spec)
     if not embedder and backend == "hf":
         return ParsedSpec("hf", rest, f"hf:{rest}")
     if embedder and backend == "local":

@@ -17,8 +17,10 @@ RUN_FILE = "run.json"
 TOY_DATA = "toy"
 # Options of the run itself (models, data); every search option comes from the config dataclasses
 # (igft.optimizers.options). run.json of a recorded run overrides both, explicit flags override that.
-RUN_DEFAULTS: dict[str, Any] = {"llm": "local:smollm2", "embedder": "local:minilm", "data": TOY_DATA,
+# gifa_llm None: GIFA labels with llm too. A separate one gets its own cassette (a cassette holds one model).
+RUN_DEFAULTS: dict[str, Any] = {"llm": "local:smollm2", "gifa_llm": None, "embedder": "local:minilm", "data": TOY_DATA,
                                 "max_conversations": None}
+GIFA_LM_CASSETTE = "gifa_lm.jsonl"
 ALGO_DIRS = {"random": "random", "greedy": "greedy", "see": "see", "hyperband-see": "hyperband_see"}
 
 
@@ -111,7 +113,7 @@ def run_optimize(request: OptimizeRequest) -> OptimizeRun:
     if request.algo not in ALGO_DIRS:
         raise IgftError(f"unknown backbone {request.algo!r}; use one of {', '.join(ALGO_DIRS)}")
     from igft.data import load_conversations
-    from igft.llm.factory import build_embedder, build_lm
+    from igft.llm.factory import build_embedder, build_lm, redacted_spec
     from igft.llm.usage import UsageMeter
     from igft.optimizers import SearchBudget, SearchSettings, run_search
     from igft.resources import toy_conversations_path
@@ -135,6 +137,11 @@ def run_optimize(request: OptimizeRequest) -> OptimizeRun:
     lm_cassette = cassette / "lm.jsonl" if cassette else None
     emb_cassette = cassette / "embeddings.jsonl" if cassette else None
     lm = build_lm(o["llm"], mode=mode, cassette=lm_cassette, usage=meter, budget=live)
+    labeler_lm = None
+    if o["gifa_llm"] and o["gifa_llm"] != o["llm"]:
+        # One meter and one live budget over both models: the caps count every call of the search.
+        labeler_lm = build_lm(o["gifa_llm"], mode=mode, cassette=cassette / GIFA_LM_CASSETTE if cassette else None,
+                              usage=meter, budget=live)
     # The embedder is metered (its live tokens and $ count) but not capped itself: SEE embeds instructions
     # outside a trial, where a refusal could not stop the search cleanly; the next LLM call checks the cap.
     embedder = build_embedder(o["embedder"], mode=mode, cassette=emb_cassette, usage=meter)
@@ -151,7 +158,7 @@ def run_optimize(request: OptimizeRequest) -> OptimizeRun:
     out.mkdir(parents=True, exist_ok=True)
     try:
         result = run_search(request.algo, dataset, lm, embedder, config=backbone_config(request.algo, o),
-                            settings=search_settings, budget=budget, gifa_config=_gifa_config(o),
+                            settings=search_settings, budget=budget, gifa_config=_gifa_config(o), labeler_lm=labeler_lm,
                             history_path=out / "history.jsonl", resume=request.resume, usage=meter)
     finally:
         ledger.finish()
@@ -160,6 +167,7 @@ def run_optimize(request: OptimizeRequest) -> OptimizeRun:
         if result.stopped and not result.stopped.startswith("trial"):
             _write_run_file(cassette, {"algo": request.algo, "options": o,
                                        "recorded_trials": len(result.history.search_trials())})
+    result.models = {"llm": redacted_spec(o["llm"]), "gifa_llm": redacted_spec(o["gifa_llm"] or o["llm"])}
     result.usage["job"] = ledger.totals()
     if ledger.job > 1 or len(ledger.runs()) > 1:
         result.usage["folder"] = ledger.totals(all_jobs=True)

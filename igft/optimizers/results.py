@@ -28,6 +28,8 @@ class SearchResult:
     split_sizes: dict = field(default_factory=dict)
     # What the final scoring (seed on validation, best and seed on test) cost; it may run past a spent cap.
     final_scoring: dict = field(default_factory=dict)
+    # Which model wrote the instructions (llm) and which labeled with them (gifa_llm), endpoints left out.
+    models: dict = field(default_factory=dict)
 
     @property
     def best(self):
@@ -71,7 +73,7 @@ class SearchResult:
                 "trials": len(self.history.search_trials()), "final_trials": len(self.history) - len(self.history.search_trials()),
                 "llm_calls": self.history.calls, "live_calls": int(self.usage.get("live_calls", self.history.calls)),
                 "tokens": self.history.tokens, "stopped": self.stopped, "final_scoring": dict(self.final_scoring),
-                "usage": self.usage}
+                "models": dict(self.models), "usage": self.usage}
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write result.json and the progress plots (history.jsonl is written during the search)."""

@@ -31,10 +31,15 @@ from igft.pipeline.phases import PhaseTimer
 
 logger = logging.getLogger(__name__)
 
-# The bundled recordings were made with this model; figures from them exercise the machinery only.
+# The bundled hybrid recording and the searches' instructions are this model's: figures from them
+# exercise the machinery only. The bundled GIFA recordings are the offline labeler's (issue 15).
 BUNDLED_LLM = "local:smollm2"
+LABELER_LLM = "local:igft-labeler"
 MACHINERY_NOTE = ("recorded with SmolLM2-135M, which cannot label intents: these figures exercise the machinery "
                   "(prompts, parsing, retries, search loops, replay), not the method")
+SEARCH_MACHINERY_NOTE = ("the searches' instructions were written by SmolLM2-135M, which cannot write useful ones: "
+                         "their gains exercise the search machinery, not the method")
+GIFA_NAMES = {BUNDLED_LLM: "SmolLM2-135M: machinery only", LABELER_LLM: "igft-labeler, SGD-trained"}
 
 
 @dataclass
@@ -112,7 +117,8 @@ def _compare_labelers(cfg: PipelineConfig, stage1, out: Path, summary: dict) -> 
     # the embedding rows use the bundled MiniLM live: it is offline and deterministic.
     embedder = build_embedder("local:minilm" if cfg.mode == "replay" else cfg.embedder, mode="live")
     hybrid = _hybrid_models(cfg, embedder)
-    gifa_name = f"gifa ({cfg.mode}{', SmolLM2-135M: machinery only' if stage1.settings['llm'] == BUNDLED_LLM else ''})"
+    model = GIFA_NAMES.get(stage1.settings["llm"])
+    gifa_name = f"gifa ({cfg.mode}{', ' + model if model else ''})"
     table, results = compare_labelers(
         stage1.dataset, embedder, {gifa_name: stage1.result}, seed=cfg.seed,
         lm=hybrid.lm if hybrid else None, hybrid_embedder=hybrid.embedder if hybrid else None,
@@ -212,7 +218,7 @@ def run_pipeline(cfg: PipelineConfig, out_dir: str | Path, progress: bool = True
         with phase("search"):
             searches = run_backbones(cfg, out / "search", progress=progress)
         summary["search"] = {name: r.summary() for name, r in searches.items()}
-        summary["search_machinery_only"] = machinery and cfg.cassette_dir is None and cfg.data is None
+        summary["search_machinery_only"] = any(r.models.get("llm") == BUNDLED_LLM for r in searches.values())
 
     stage2 = None
     if cfg.stage2.enabled:
@@ -277,14 +283,18 @@ def _section_paper(s: dict) -> list[str]:
 
 def _section_replays(s: dict) -> list[str]:
     st1 = s["stage1"]
-    lines = ["GIFA and prompt-search replays" + (f" ({MACHINERY_NOTE}):" if st1.get("machinery_only") else ":")]
+    note = MACHINERY_NOTE if st1.get("machinery_only") else SEARCH_MACHINERY_NOTE if s.get("search_machinery_only") else None
+    lines = ["GIFA and prompt-search replays" + (f" ({note}):" if note else ":")]
     line = (f"    gifa ({st1['llm']}): {st1['messages_labeled']}/{st1['messages']} messages labeled "
-            f"({_fmt(st1.get('coverage'), '.0%')}), {st1['failed_conversations']} conversations failed, {st1['intents']} intents")
+            f"({_fmt(st1.get('coverage'), '.0%')}), {st1['failed_conversations']} "
+            f"conversation{'' if st1['failed_conversations'] == 1 else 's'} failed, {st1['intents']} intents")
     if "AMI" in st1:
         line += f"; AMI {st1['AMI']:.3f}, NCA {st1['NCA']:.3f}, AMI x NCA {st1['AMI_x_NCA']:.3f}"
     lines.append(line)
     for name, info in s.get("search", {}).items():
-        line = f"    search {name:14s} {info.get('trials')} trials, {info.get('llm_calls')} LLM calls"
+        models = info.get("models", {})
+        by = f" (GIFA {models['gifa_llm']})" if models.get("gifa_llm") not in (None, models.get("llm")) else ""
+        line = f"    search {name:14s} {info.get('trials')} trials{by}, {info.get('llm_calls')} LLM calls"
         if info.get("best_val") is not None or info.get("best_objective") is not None:
             line += f", best validation AMI x NCA {_fmt(info.get('best_val', info.get('best_objective')))}"
         if info.get("best_test") is not None:

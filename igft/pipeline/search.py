@@ -29,7 +29,8 @@ def run_backbones(cfg: PipelineConfig, out_dir: str | Path, progress: bool = Tru
         # max_calls counts live calls over reruns in the backbone's folder, so it cannot change a replay.
         overrides = {"max_trials": cfg.search.max_trials, "max_calls": cfg.search.max_calls}
         if not bundled_replay:  # a bundled replay keeps the recorded settings, so it sends the recorded requests
-            overrides.update({"llm": cfg.llm, "embedder": cfg.embedder, "seed": cfg.seed,
+            # One pipeline LLM writes the instructions and labels with them, as it labels in Stage 1.
+            overrides.update({"llm": cfg.llm, "gifa_llm": cfg.llm, "embedder": cfg.embedder, "seed": cfg.seed,
                               "concurrency": cfg.search.concurrency, **cfg.search.options})
         request = OptimizeRequest(algo=algo, out=str(out / ALGO_DIRS[algo]), data=cfg.data, mode=cfg.mode,
                                   cassette=cassette_for(cfg, ALGO_DIRS[algo]), overrides=overrides)
