@@ -5,7 +5,7 @@ Replays the recorded toy runs under simulated_runs/ (no model, no network), then
 and writes backbones.png (best validation objective within the common budget, test scores marked)
 and backbones_progress.png (best so far against cumulative LLM calls). In the recordings GIFA labels
 with the offline labeler local:igft-labeler (real but weak labels) and the untrained SmolLM2-135M
-writes the instructions, which it cannot do well: the gains exercise the machinery, not the method.
+writes the instructions, which it cannot do well: the results exercise the machinery, not the method.
 
     python benchmarks/backbones.py [--out DIR] [--budget CALLS]
 """

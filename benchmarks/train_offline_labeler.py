@@ -82,6 +82,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="dtype of the frozen base weights (LoRA weights stay fp32). bf16 is about 3x faster on CPUs "
                         "with AMX, about 13x slower where bf16 is emulated (AVX2); auto picks bf16 only where the "
                         "CPU runs it natively (torch's oneDNN bf16 check) or on a CUDA GPU with bf16")
+    p.add_argument("--init-adapter", default=None,
+                   help="continue training this LoRA adapter folder (e.g. igft/models/igft_labeler) instead of a "
+                        "fresh one; its r, alpha and target modules are kept, --lora-r/--lora-targets are ignored")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: leave the other core to other jobs)")
     p.add_argument("--out", default=str(REPO_ROOT / "runs" / "offline_labeler"))
     p.add_argument("--ship", default=None,
@@ -171,6 +174,15 @@ def base_dtype(choice: str) -> str:
     return "bf16" if native else "fp32"
 
 
+def init_sources(init_adapter: str | None) -> list[str] | None:
+    """The training sources a warm-started adapter inherits (from its igft.json), None without one."""
+    meta = Path(init_adapter) / "igft.json" if init_adapter else None
+    if meta is None or not meta.is_file():
+        return None
+    previous = json.loads(meta.read_text(encoding="utf-8"))
+    return sorted(set(previous.get("train_sources", [])) | set(previous.get("init_adapter_train_sources") or []))
+
+
 def ship_adapter(adapter: Path, target: Path) -> int:
     """Copy the adapter as it ships in the package: fp16 weights, configs, no tokenizer (the bundled
     base model's tokenizer renders the same ChatML prompt). Returns the bytes written."""
@@ -241,7 +253,15 @@ def main(argv=None) -> int:
                             config.target_modules, modules_to_save=output_modules_to_save(model, plan.added_tokens),
                             trainable_token_indices=trainable_token_indices(model, tokenizer, plan.added_tokens))
     callbacks = [time_limit(args.max_minutes)] if args.max_minutes else None
-    trainer = make_trainer(apply_lora(model, lora), tokenizer, train_samples, val_samples, config, out / "checkpoints",
+    if args.init_adapter:
+        from peft import PeftModel
+
+        # A warm start: the adapter's own LoRA config, its weights upcast to the base's dtype by PEFT.
+        peft_model = PeftModel.from_pretrained(model, args.init_adapter, is_trainable=True)
+        logging.info("continuing from adapter %s", args.init_adapter)
+    else:
+        peft_model = apply_lora(model, lora)
+    trainer = make_trainer(peft_model, tokenizer, train_samples, val_samples, config, out / "checkpoints",
                            extra_callbacks=callbacks)
     train_started = time.perf_counter()
     result = trainer.train()
@@ -265,6 +285,8 @@ def main(argv=None) -> int:
     (adapter / ADAPTER_META).write_text(json.dumps({"format": "gifa-labeler", "base_model": config.model,
                                                     "max_seq_len": config.max_seq_len, "chat_template": plan.source,
                                                     "gifa_top_k": args.top_k, "window_messages": args.window_messages,
+                                                    "init_adapter": args.init_adapter,
+                                                    "init_adapter_train_sources": init_sources(args.init_adapter),
                                                     "train_sources": stats["train_sources"]}, indent=2),
                                         encoding="utf-8")
     if args.ship:

@@ -139,7 +139,7 @@ def test_bundled_recorded_run_replays_with_zero_live_calls(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["label", "--mode", "replay", "--out", str(out), "--no-progress"])
     stats = json.loads((out / "stats.json").read_text())
-    # Above --max-failed-share (0.2) failed conversations the exit status is 3 (the labeler fails 1 of 28).
+    # Above --max-failed-share (0.2) failed conversations the exit status is 3 (this recording has none failed).
     assert code == (3 if stats["failures"] > 0.2 * stats["conversations"] else 0)
     run = json.loads((simulated_runs_dir() / "gifa" / "run.json").read_text())
     toy_conversations = pd.read_csv(toy_conversations_path())["conversation_number"].nunique()

@@ -73,6 +73,24 @@ def test_training_script_saves_an_adapter_gifa_can_use(services, tmp_path):
     assert label_dataset(dataset, shipped, HashingEmbedder(), GifaConfig(max_retries=0, max_tokens=24),
                          progress=False).stats["calls"] == 2
 
+    # A warm start (--init-adapter): with learning rate 0 the continued adapter keeps the shipped
+    # weights (a fresh LoRA would start with B = 0), and its LoRA config is the shipped one.
+    again = tmp_path / "again"
+    assert script.main(["--sources", str(services), "--validation-services", "Gamma_1", "--embedder", "hashing",
+                        "--model", str(tiny_model("qwen2")), "--max-conversations-per-service", "1",
+                        "--window-messages", "3", "--max-steps", "1", "--grad-accum", "1", "--eval-steps", "1",
+                        "--max-seq-len", "4096", "--max-validation-samples", "1", "--extra-sources",
+                        "--base-dtype", "fp32", "--learning-rate", "0", "--lora-r", "4", "--init-adapter", str(ship),
+                        "--out", str(again)]) == 0
+    continued = load_file(str(again / "adapter" / "adapter_model.safetensors"))
+    assert continued.keys() == weights.keys()
+    assert any(w.abs().sum() > 0 for k, w in weights.items() if "lora_B" in k)
+    assert all(torch.allclose(continued[k].float(), weights[k].float()) for k in weights)
+    assert json.loads((again / "adapter" / "adapter_config.json").read_text())["r"] == \
+        json.loads((ship / "adapter_config.json").read_text())["r"] != 4
+    meta = json.loads((again / "adapter" / "igft.json").read_text())
+    assert meta["init_adapter"] == str(ship) and meta["init_adapter_train_sources"] == ["Alpha_1", "Beta_1"]
+
 
 def test_time_limit_stops_training():
     script = load_script()

@@ -38,7 +38,7 @@ LABELER_LLM = "local:igft-labeler"
 MACHINERY_NOTE = ("recorded with SmolLM2-135M, which cannot label intents: these figures exercise the machinery "
                   "(prompts, parsing, retries, search loops, replay), not the method")
 SEARCH_MACHINERY_NOTE = ("the searches' instructions were written by SmolLM2-135M, which cannot write useful ones: "
-                         "their gains exercise the search machinery, not the method")
+                         "their results exercise the search machinery, not the method")
 GIFA_NAMES = {BUNDLED_LLM: "SmolLM2-135M: machinery only", LABELER_LLM: "igft-labeler, SGD-trained"}
 
 
