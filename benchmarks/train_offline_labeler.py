@@ -203,6 +203,9 @@ def ship_adapter(adapter: Path, target: Path) -> int:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    if args.init_adapter and not (Path(args.init_adapter) / "adapter_config.json").is_file():
+        raise IgftError(f"--init-adapter {args.init_adapter} has no adapter_config.json: pass a LoRA adapter "
+                        "folder, e.g. igft/models/igft_labeler or runs/X/adapter")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from igft.finetune.chat_template import (install_training_template, output_modules_to_save,

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from igft.data import load_conversations
+from igft.errors import IgftError
 from igft.gifa import GifaConfig, label_dataset
 from igft.llm.base import HashingEmbedder
 from igft.resources import toy_conversations_path
@@ -106,6 +107,13 @@ def test_unknown_validation_service_is_one_clear_error(services, tmp_path):
     with pytest.raises(TrainingSampleError, match="not among the inputs"):
         script.build_samples(script.parse_args(["--sources", str(services), "--validation-services", "Nope_1",
                                                 "--embedder", "hashing", "--out", str(tmp_path / "x")]))
+
+
+def test_init_adapter_without_an_adapter_is_one_clear_error(services, tmp_path):
+    script = load_script()
+    with pytest.raises(IgftError, match="has no adapter_config.json"):
+        script.main(["--sources", str(services), "--init-adapter", str(tmp_path), "--out", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()  # stopped before anything was built or written
 
 
 def test_synthetic_runs_and_whole_conversations_add_samples(services, tmp_path):
