@@ -252,9 +252,6 @@ def main(argv=None) -> int:
     logging.info("%d training / %d validation samples (%d / %d over %d tokens dropped)", len(train_samples),
                  len(val_samples), train_dropped, val_dropped, args.max_seq_len)
 
-    lora = make_lora_config(config.lora_r, config.lora_alpha, config.lora_dropout, config.use_rslora,
-                            config.target_modules, modules_to_save=output_modules_to_save(model, plan.added_tokens),
-                            trainable_token_indices=trainable_token_indices(model, tokenizer, plan.added_tokens))
     callbacks = [time_limit(args.max_minutes)] if args.max_minutes else None
     if args.init_adapter:
         from peft import PeftModel
@@ -263,6 +260,9 @@ def main(argv=None) -> int:
         peft_model = PeftModel.from_pretrained(model, args.init_adapter, is_trainable=True)
         logging.info("continuing from adapter %s", args.init_adapter)
     else:
+        lora = make_lora_config(config.lora_r, config.lora_alpha, config.lora_dropout, config.use_rslora,
+                                config.target_modules, modules_to_save=output_modules_to_save(model, plan.added_tokens),
+                                trainable_token_indices=trainable_token_indices(model, tokenizer, plan.added_tokens))
         peft_model = apply_lora(model, lora)
     trainer = make_trainer(peft_model, tokenizer, train_samples, val_samples, config, out / "checkpoints",
                            extra_callbacks=callbacks)
